@@ -1,0 +1,32 @@
+# The two commands of the README: `make book` and `make test`. Each creates .venv first
+# (from requirements.txt, again whenever requirements.txt or pyproject.toml change).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export BNLIB_CACHE_DIR ?= $(CURDIR)/_build/bnlib-cache
+
+.PHONY: book test bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+# The published book: full settings, executed, warnings are errors, a failing cell fails.
+book: $(STAMP)
+	BNLIB_PROGRESS=0 $(BIN)/python tools/build_book.py
+
+# Unit tests, then a clean build of the whole book in the short setting, checked page by page.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf _build

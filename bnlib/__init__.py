@@ -1,0 +1,1 @@
+"""bnlib: Batch Normalization from scratch, checked against PyTorch."""
