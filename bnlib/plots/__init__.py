@@ -1,0 +1,9 @@
+"""The book's figures, as functions of a history or a measurement (matplotlib).
+
+One submodule per topic; each function takes data and returns a ``matplotlib.figure.Figure``
+(or draws on an ``Axes`` passed in), with labelled axes and units.
+"""
+
+from bnlib.plots.data import digit_grid
+
+__all__ = ["digit_grid"]
