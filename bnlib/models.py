@@ -1,0 +1,156 @@
+"""The networks the book trains: the article's three-convolution nets and a small sigmoid MLP.
+
+* :func:`three_conv_net` is the network of the Hindi-digits article: three 3x3 convolutions of 16
+  channels (each optionally followed by a normalisation layer) with ReLUs, a 2x2 max-pool and one
+  linear layer, for 32x32 grayscale images and 10 classes.
+* :func:`sigmoid_mlp` is the MLP of Ioffe & Szegedy's Figure 1: three hidden layers of 100
+  sigmoid units, optionally with a normalisation between each linear layer and its sigmoid.
+
+Both take a ``norm`` name from :data:`NORMS`; :data:`MODELS` maps a model name to its builder so a
+run configuration (:class:`bnlib.training.RunConfig`) can name a model and its keyword arguments.
+
+Where the tracked weights are: the article recorded ``weight[3, 4, 1, 0]`` and
+``weight[3, 8, 1, 0]`` of the last convolution (filter 3, input channels 4 and 8, row 1,
+column 0). The last convolution sits at index 4 of the ``nn.Sequential`` without normalisation
+and at index 6 with one (:func:`last_conv_index`); :data:`ARTICLE_TRACKED_WEIGHTS` names the two
+weights in the form :class:`bnlib.training.RunConfig` takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+__all__ = [
+    "ARTICLE_TRACKED_WEIGHTS",
+    "MODELS",
+    "NORMS",
+    "build_model",
+    "count_parameters",
+    "last_conv_index",
+    "make_norm",
+    "sigmoid_mlp",
+    "three_conv_net",
+]
+
+#: Normalisation names understood by ``norm=`` (None: no normalisation layer).
+NORMS = ("batch", "bnlib_batch", "group", "noisy_batch")
+
+#: The article's two sample weights: (parameter, index) with ``last_conv`` standing for the last
+#: ``nn.Conv2d`` of the model (see :func:`bnlib.training.resolve_parameter`).
+ARTICLE_TRACKED_WEIGHTS = (("last_conv.weight", (3, 4, 1, 0)), ("last_conv.weight", (3, 8, 1, 0)))
+
+
+def make_norm(norm: str, num_features: int, groups: int = 4) -> nn.Module:
+    """A normalisation layer over ``num_features`` channels, for (N, C) or (N, C, H, W) inputs.
+
+    Args:
+        norm: ``"batch"`` (``torch.nn.BatchNorm2d``, or ``BatchNorm1d`` for (N, C) - chosen by
+            the caller through :func:`three_conv_net` / :func:`sigmoid_mlp`), ``"bnlib_batch"``
+            (``bnlib.nn`` from scratch), ``"group"`` (``torch.nn.GroupNorm`` with ``groups``
+            groups), ``"noisy_batch"`` (``bnlib.shift.NoisyBatchNorm``).
+        num_features: channels C.
+        groups: number of groups for ``"group"``; must divide ``num_features``.
+    """
+    return _make_norm(norm, num_features, groups, spatial=True)
+
+
+def _make_norm(norm: str, num_features: int, groups: int, spatial: bool) -> nn.Module:
+    if norm == "batch":
+        return nn.BatchNorm2d(num_features) if spatial else nn.BatchNorm1d(num_features)
+    if norm == "bnlib_batch":
+        from bnlib import nn as bnlib_nn  # written separately; imported only when asked for
+
+        return bnlib_nn.BatchNorm2d(num_features) if spatial else bnlib_nn.BatchNorm1d(num_features)
+    if norm == "group":
+        if groups < 1 or num_features % groups:
+            raise ValueError(
+                f"groups={groups} does not divide {num_features} channels: choose a divisor "
+                f"of {num_features} (for example 1, 2, 4, 8 or 16 for 16 channels)."
+            )
+        return nn.GroupNorm(groups, num_features)
+    if norm == "noisy_batch":
+        from bnlib.shift import NoisyBatchNorm  # works on (N, C) and (N, C, H, W)
+
+        return NoisyBatchNorm(num_features)
+    raise ValueError(f"unknown norm {norm!r}: use one of {', '.join(map(repr, NORMS))} or None")
+
+
+def three_conv_net(batch_norm: bool = False, *, norm: str | None = None, groups: int = 4) -> nn.Sequential:
+    """The article's network for 32x32 grayscale digits, input (N, 1, 32, 32) -> logits (N, 10).
+
+    ``Conv2d(1,16,3,padding=1) [norm] ReLU, Conv2d(16,16,3,p=1) [norm] ReLU,
+    Conv2d(16,16,3,p=1) [norm] ReLU, MaxPool2d(2), Flatten, Linear(16*16*16=4096, 10)``.
+
+    Args:
+        batch_norm: the article's switch: ``True`` puts ``torch.nn.BatchNorm2d(16)`` after each
+            convolution, before its ReLU (the same as ``norm="batch"``).
+        norm: any normalisation of :data:`NORMS` in the same places instead (``None``: none).
+        groups: groups for ``norm="group"``.
+    """
+    if batch_norm and norm not in (None, "batch"):
+        raise ValueError(f"batch_norm=True and norm={norm!r} disagree: pass only one of them")
+    norm = "batch" if batch_norm else norm
+    layers: list[nn.Module] = []
+    in_channels = 1
+    for _ in range(3):
+        layers.append(nn.Conv2d(in_channels, 16, kernel_size=3, padding=1))
+        if norm is not None:
+            layers.append(_make_norm(norm, 16, groups, spatial=True))
+        layers.append(nn.ReLU())
+        in_channels = 16
+    layers += [nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 16 * 16, 10)]
+    return nn.Sequential(*layers)
+
+
+def last_conv_index(model: nn.Sequential) -> int:
+    """Index of the last ``nn.Conv2d`` in ``model`` (4 for the article's net without BN, 6 with)."""
+    indices = [i for i, layer in enumerate(model) if isinstance(layer, nn.Conv2d)]
+    if not indices:
+        raise ValueError("the model has no nn.Conv2d layer")
+    return indices[-1]
+
+
+def sigmoid_mlp(
+    norm: str | None = None,
+    hidden: tuple[int, ...] = (100, 100, 100),
+    in_features: int = 1024,
+    classes: int = 10,
+    groups: int = 4,
+) -> nn.Sequential:
+    """The MLP of Ioffe & Szegedy's Figure 1: input (N, 1, 32, 32) or (N, 1024) -> logits (N, 10).
+
+    ``Flatten, [Linear(in, h) [norm] Sigmoid] for h in hidden, Linear(hidden[-1], classes)``.
+    With ``norm`` set, the normalisation sits between each hidden Linear and its sigmoid, as in
+    the paper (``"batch"`` gives ``torch.nn.BatchNorm1d``).
+    """
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_features
+    for h in hidden:
+        layers.append(nn.Linear(width, h))
+        if norm is not None:
+            layers.append(_make_norm(norm, h, groups, spatial=False))
+        layers.append(nn.Sigmoid())
+        width = h
+    layers.append(nn.Linear(width, classes))
+    return nn.Sequential(*layers)
+
+
+#: Model builders by name, for run configurations: ``MODELS[name](**kwargs)``.
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "three_conv_net": three_conv_net,
+    "sigmoid_mlp": sigmoid_mlp,
+}
+
+
+def build_model(name: str, **kwargs) -> nn.Module:
+    """``MODELS[name](**kwargs)``, with a clear error for an unknown name."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}: use one of {', '.join(sorted(MODELS))}")
+    return MODELS[name](**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars (BN's gamma and beta count; running statistics do not)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
