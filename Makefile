@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export BNLIB_CACHE_DIR ?= $(CURDIR)/_build/bnlib-cache
 
-.PHONY: book test bench venv clean
+.PHONY: book test bench venv browser clean
 
 venv: $(STAMP)
 
@@ -22,11 +22,23 @@ book: $(STAMP)
 	BNLIB_PROGRESS=0 $(BIN)/python tools/build_book.py
 
 # Unit tests, then a clean build of the whole book in the short setting, checked page by page.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The browser test drives Debian's chromium; install it when missing and we may (root + apt).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing chromium and chromium-driver for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "chromium/chromedriver missing and not installable here: the browser test will be skipped" \
+	         "(install them with: sudo apt-get install chromium chromium-driver)"; \
+	  fi; \
+	fi
 
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf _build
+	rm -rf _build _vendor

@@ -22,6 +22,8 @@ gives one slider per parameter above the figure. Two modes:
 The default mode is ``"static"``; the environment variable ``BNLIB_WIDGETS=live`` switches every
 figure of a notebook to live mode (the book build must not set it).
 
+:func:`show_source` shows a function's source code in a chapter, highlighted.
+
 Where the widget JavaScript is missing, a notebook viewer shows the widget's plain-text
 fallback, which names the parameters and their values (see :meth:`InteractiveFigure.__repr__`).
 """
@@ -29,6 +31,7 @@ fallback, which names the parameters and their values (see :meth:`InteractiveFig
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import itertools
 import os
@@ -47,6 +50,7 @@ __all__ = [
     "InteractiveFigure",
     "figure_png",
     "interactive_figure",
+    "show_source",
 ]
 
 #: Resolution of precomputed frames: small pages, still readable at the book's column width.
@@ -321,3 +325,18 @@ def _live_figure(
     for slider in controls.values():
         slider.observe(redraw, names="index")
     return widget
+
+
+def show_source(*functions: Callable) -> Any:
+    """The source code of ``functions`` as a highlighted Python block (an IPython display object).
+
+    Chapters show the library's implementation with it instead of re-typing it, so the page
+    always shows the code that ran. Renders as Markdown: a ```python block, highlighted by the
+    book's own theme in the HTML and by Jupyter in a notebook.
+    """
+    from IPython.display import Markdown
+
+    if not functions:
+        raise ValueError("show_source needs at least one function, e.g. show_source(f)")
+    sources = [inspect.getsource(inspect.unwrap(f)) for f in functions]
+    return Markdown("```python\n" + "\n\n".join(s.rstrip() for s in sources) + "\n```")

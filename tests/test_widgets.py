@@ -153,3 +153,16 @@ def test_draw_must_return_a_figure():
     with pytest.raises(TypeError, match="draw must be a function"):
         interactive_figure("draw_line", {"slope": [1.0]})
     plt.close("all")
+
+
+def test_show_source_is_the_real_source():
+    import inspect
+
+    from bnlib.widgets import show_source
+
+    shown = show_source(draw_line, png_drawn_directly).data
+    assert shown.startswith("```python\n") and shown.endswith("\n```")
+    assert inspect.getsource(draw_line).rstrip() in shown
+    assert inspect.getsource(png_drawn_directly).rstrip() in shown
+    with pytest.raises(ValueError, match="at least one function"):
+        show_source()

@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vendor_js import vendor
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,6 +50,7 @@ def clear_stale_notebook_cache(build_dir: Path) -> None:
 def build(output: Path, quick: bool) -> int:
     """Run jupyter-book with warnings as errors; return its exit code."""
     build_dir = output / "_build"
+    vendor()
     clear_stale_notebook_cache(build_dir)
     env = dict(os.environ)
     env.setdefault("BNLIB_PROGRESS", "0")

@@ -5,5 +5,6 @@ One submodule per topic; each function takes data and returns a ``matplotlib.fig
 """
 
 from bnlib.plots.data import digit_grid
+from bnlib.plots.equations import affine_frame, batch_size_frame, computational_graph, normalised_axes
 
 __all__ = ["digit_grid"]

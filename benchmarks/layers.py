@@ -1,0 +1,134 @@
+"""Forward + backward time of bnlib's BatchNorm2d, and of the NumPy reference, over torch's own.
+
+Run from the repository root::
+
+    python benchmarks/layers.py                       # default shapes, prints a table
+    python benchmarks/layers.py --json bench.json     # also writes the ratios as JSON
+    python benchmarks/layers.py --repeats 20 --threads 1
+
+For each shape (float32, training mode, a fresh gradient each call) the candidates are timed
+interleaved in one process -- torch, bnlib, torch, bnlib, ... -- so that a slow spell of a shared
+machine hits both alike, and the median of the per-round ratios ``bnlib / torch`` is reported
+(as well as each median time). Above 1 means bnlib is slower. The NumPy reference
+(:mod:`bnlib.reference`) is timed the same way against the same torch layer, with fewer repeats.
+
+JSON layout (``--json``): ``{"threads": int, "torch": version, "results": [{"shape": [...],
+"torch_ms": float, "bnlib_ms": float, "bnlib_over_torch": float, "numpy_ms": float,
+"numpy_over_torch": float}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import bnlib.nn
+from bnlib import reference
+
+SHAPES = ((32, 16, 32, 32), (64, 64, 28, 28))
+
+
+def _seconds(step: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def _module_step(layer: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        x.grad = None
+        layer.zero_grad(set_to_none=True)
+        layer(x).backward(dy)
+
+    return step
+
+
+def _numpy_step(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.ndarray):
+    def step() -> None:
+        _, cache = reference.batch_norm_forward(x, gamma, beta)
+        reference.batch_norm_backward(dy, cache)
+
+    return step
+
+
+def interleaved_ratio(
+    baseline: Callable[[], None], candidate: Callable[[], None], repeats: int, warmup: int = 3
+) -> tuple[float, float, float]:
+    """Median baseline time, median candidate time (s) and median per-round ratio."""
+    for _ in range(warmup):
+        baseline()
+        candidate()
+    base, cand, ratios = [], [], []
+    for i in range(repeats):
+        # alternate which goes first, so neither always runs on a warmed-up cache
+        if i % 2 == 0:
+            b, c = _seconds(baseline), _seconds(candidate)
+        else:
+            c, b = _seconds(candidate), _seconds(baseline)
+        base.append(b)
+        cand.append(c)
+        ratios.append(c / b)
+    return statistics.median(base), statistics.median(cand), statistics.median(ratios)
+
+
+def measure(shape: tuple[int, ...], repeats: int, numpy_repeats: int) -> dict:
+    """Time torch, bnlib and NumPy batch norm (forward + backward, float32) on one shape."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen).requires_grad_()
+    dy = torch.randn(shape, generator=gen)
+    channels = shape[1]
+    native = torch.nn.BatchNorm2d(channels)
+    ours = bnlib.nn.BatchNorm2d(channels)
+    torch_s, bnlib_s, ratio = interleaved_ratio(
+        _module_step(native, x, dy), _module_step(ours, x, dy), repeats
+    )
+    x_np, dy_np = x.detach().numpy(), dy.numpy()
+    gamma, beta = np.ones(channels, np.float32), np.zeros(channels, np.float32)
+    torch_np_s, numpy_s, numpy_ratio = interleaved_ratio(
+        _module_step(native, x, dy), _numpy_step(x_np, gamma, beta, dy_np), numpy_repeats, warmup=1
+    )
+    return {
+        "shape": list(shape),
+        "torch_ms": 1e3 * torch_s,
+        "bnlib_ms": 1e3 * bnlib_s,
+        "bnlib_over_torch": ratio,
+        "numpy_ms": 1e3 * numpy_s,
+        "numpy_over_torch": numpy_ratio,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=40, help="timed rounds per shape (bnlib)")
+    parser.add_argument("--numpy-repeats", type=int, default=5, help="timed rounds (NumPy)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    results = [measure(s, args.repeats, args.numpy_repeats) for s in SHAPES]
+    report = {"threads": torch.get_num_threads(), "torch": torch.__version__, "results": results}
+
+    print(f"BatchNorm2d forward+backward, float32, training mode, {report['threads']} thread(s)")
+    print(f"{'shape':>18} {'torch ms':>9} {'bnlib ms':>9} {'bnlib/torch':>12} {'numpy ms':>9} {'numpy/torch':>12}")
+    for r in results:
+        print(
+            f"{str(tuple(r['shape'])):>18} {r['torch_ms']:9.2f} {r['bnlib_ms']:9.2f} "
+            f"{r['bnlib_over_torch']:12.2f} {r['numpy_ms']:9.1f} {r['numpy_over_torch']:12.1f}"
+        )
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""Checkers: an implementation of batch norm against an independent reference, with a verdict.
+
+For the reader's exercises (chapter 02)::
+
+    from bnlib.exercises import check_batch_norm_forward, check_batch_norm_backward
+
+    check_batch_norm_forward(my_forward)    # my_forward(x, gamma, beta, eps) -> y
+    check_batch_norm_backward(my_backward)  # my_backward(dy, x, gamma, eps) -> (dx, dgamma, dbeta)
+
+Each returns a :class:`Verdict` that prints one clear line (PASS or FAIL, with the largest
+relative error and what it was compared with) and is truthy when the check passed.
+
+The chapter's own measurements use the same machinery:
+
+* :func:`compare_with_torch`: :mod:`bnlib.reference` against PyTorch's autograd (relative errors);
+* :func:`compare_modules`: a ``bnlib.nn`` layer against its ``torch.nn`` namesake on one input in
+  training mode (largest absolute differences of output, gradients and running statistics);
+* :func:`gradient_sums`: the two constraints on BN's input gradient (zero sum, orthogonal to
+  ``x_hat``, per channel);
+* :func:`scale_invariance`: BN after a layer whose weights are scaled by ``a``: same output,
+  gradient scaled by ``1/a``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bnlib import reference
+
+__all__ = [
+    "Verdict",
+    "check_batch_norm_backward",
+    "check_batch_norm_forward",
+    "compare_modules",
+    "compare_with_torch",
+    "gradient_sums",
+    "scale_invariance",
+]
+
+#: Shapes the checkers try: a fully connected batch (N, C) and a convolutional one (N, C, H, W).
+CHECK_SHAPES = ((6, 3), (4, 3, 3, 2))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of a check: ``passed``, and the relative error of each compared quantity."""
+
+    check: str
+    passed: bool
+    errors: dict[str, float] = field(default_factory=dict)
+    tolerance: float = 0.0
+    reference: str = ""
+    problem: str = ""
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        if self.problem:
+            return f"FAIL {self.check}: {self.problem}"
+        worst = max(self.errors, key=self.errors.get)
+        detail = ", ".join(f"{name} {err:.1e}" for name, err in self.errors.items())
+        if self.passed:
+            return (
+                f"PASS {self.check}: matches {self.reference} (relative errors {detail}; "
+                f"all below {self.tolerance:.0e})"
+            )
+        return (
+            f"FAIL {self.check}: {worst} differs from {self.reference} (relative errors {detail}; "
+            f"tolerance {self.tolerance:.0e})"
+        )
+
+    __str__ = __repr__
+
+
+def _test_batch(shape: Sequence[int], seed: int) -> tuple[np.ndarray, ...]:
+    """float64 ``x`` (off-centre, not unit scale), ``gamma``, ``beta`` and ``dy`` for a check."""
+    rng = np.random.default_rng(seed)
+    channels = shape[1]
+    x = rng.normal(loc=1.5, scale=2.0, size=shape)
+    gamma = rng.uniform(0.5, 2.0, size=channels)
+    beta = rng.normal(size=channels)
+    dy = rng.normal(size=shape)
+    return x, gamma, beta, dy
+
+
+def _call(name: str, fn: Callable, *args: object) -> tuple[object, str]:
+    """``(result, "")``, or ``(None, problem)`` when ``fn`` raises."""
+    try:
+        return fn(*args), ""
+    except NotImplementedError:
+        return None, f"{name} raises NotImplementedError: fill in its body, then run the check again"
+    except Exception as error:  # the reader's code: report, don't crash the notebook
+        return None, f"{name} raised {type(error).__name__}: {error}"
+
+
+def _shape_problem(what: str, got: object, expected: tuple[int, ...]) -> str:
+    shape = np.shape(got)
+    if tuple(shape) != tuple(expected):
+        return f"{what} has shape {tuple(shape)}, expected {tuple(expected)}"
+    return ""
+
+
+def check_batch_norm_forward(
+    forward: Callable, *, eps: float = 1e-5, tolerance: float = 1e-10, seed: int = 0
+) -> Verdict:
+    """Check ``forward(x, gamma, beta, eps) -> y`` (or ``(y, cache)``) against PyTorch.
+
+    Training-mode batch norm on float64 inputs of shape (6, 3) and (4, 3, 3, 2); the reference
+    is ``torch.nn.functional.batch_norm(..., training=True)``.
+    """
+    name = getattr(forward, "__name__", "forward")
+    errors = {}
+    for shape in CHECK_SHAPES:
+        x, gamma, beta, _ = _test_batch(shape, seed)
+        result, problem = _call(name, forward, x.copy(), gamma.copy(), beta.copy(), eps)
+        if problem:
+            return Verdict("check_batch_norm_forward", False, problem=problem)
+        y = result[0] if isinstance(result, tuple) else result
+        problem = _shape_problem(f"y for x of shape {shape}", y, shape)
+        if problem:
+            return Verdict("check_batch_norm_forward", False, problem=problem)
+        expected = F.batch_norm(
+            torch.from_numpy(x), None, None, torch.from_numpy(gamma), torch.from_numpy(beta),
+            training=True, eps=eps,
+        ).numpy()
+        errors[f"y {shape}"] = reference.relative_error(np.asarray(y), expected)
+    passed = max(errors.values()) <= tolerance
+    return Verdict("check_batch_norm_forward", passed, errors, tolerance,
+                   "torch.nn.functional.batch_norm (training mode)")
+
+
+def check_batch_norm_backward(
+    backward: Callable, *, eps: float = 1e-5, tolerance: float = 1e-6, seed: int = 0
+) -> Verdict:
+    """Check ``backward(dy, x, gamma, eps) -> (dx, dgamma, dbeta)`` against finite differences.
+
+    The reference gradients are central differences (:func:`bnlib.reference.numerical_gradient`)
+    of ``sum(y * dy)`` with ``y`` the training-mode forward pass, with respect to ``x``, ``gamma``
+    and ``beta``, on float64 inputs of shape (6, 3) and (4, 3, 3, 2).
+    """
+    name = getattr(backward, "__name__", "backward")
+    errors = {}
+    for shape in CHECK_SHAPES:
+        x, gamma, beta, dy = _test_batch(shape, seed)
+        result, problem = _call(name, backward, dy.copy(), x.copy(), gamma.copy(), eps)
+        if not problem and (not isinstance(result, tuple) or len(result) != 3):
+            problem = f"{name} must return a tuple (dx, dgamma, dbeta), got {type(result).__name__}"
+        if problem:
+            return Verdict("check_batch_norm_backward", False, problem=problem)
+        expected = {
+            "dx": reference.numerical_gradient(
+                lambda v: reference.batch_norm_forward(v, gamma, beta, eps)[0], x, dy),
+            "dgamma": reference.numerical_gradient(
+                lambda g: reference.batch_norm_forward(x, g, beta, eps)[0], gamma, dy),
+            "dbeta": reference.numerical_gradient(
+                lambda b: reference.batch_norm_forward(x, gamma, b, eps)[0], beta, dy),
+        }
+        for (what, want), got in zip(expected.items(), result):
+            problem = _shape_problem(f"{what} for x of shape {shape}", got, want.shape)
+            if problem:
+                return Verdict("check_batch_norm_backward", False, problem=problem)
+            errors[f"{what} {shape}"] = reference.relative_error(np.asarray(got), want)
+    passed = max(errors.values()) <= tolerance
+    return Verdict("check_batch_norm_backward", passed, errors, tolerance,
+                   "finite differences (central, h = 1e-6)")
+
+
+def compare_with_torch(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.ndarray, eps: float = 1e-5
+) -> dict[str, float]:
+    """Relative errors of :mod:`bnlib.reference` BN (forward and backward) against torch autograd.
+
+    All in float64. Returns ``{"y": ..., "dx": ..., "dgamma": ..., "dbeta": ...}``.
+    """
+    y, cache = reference.batch_norm_forward(x, gamma, beta, eps)
+    dx, dgamma, dbeta = reference.batch_norm_backward(dy, cache)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    gt = torch.tensor(gamma, dtype=torch.float64, requires_grad=True)
+    bt = torch.tensor(beta, dtype=torch.float64, requires_grad=True)
+    yt = F.batch_norm(xt, None, None, gt, bt, training=True, eps=eps)
+    yt.backward(torch.as_tensor(dy, dtype=torch.float64))
+    ours = {"y": y, "dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+    theirs = {"y": yt, "dx": xt.grad, "dgamma": gt.grad, "dbeta": bt.grad}
+    return {k: reference.relative_error(ours[k], theirs[k].detach().numpy()) for k in ours}
+
+
+def compare_modules(
+    ours: nn.Module, theirs: nn.Module, x: torch.Tensor, *, steps: int = 3, seed: int = 0
+) -> dict[str, float]:
+    """Largest absolute differences between two BN layers given the same input, in training mode.
+
+    ``theirs``'s state is copied into ``ours`` first. Each of ``steps`` forward passes sees
+    ``x`` plus a little seeded noise (so the running statistics move), and back-propagates
+    ``sum(y * r)`` with a fixed random ``r``. Returns the largest ``|ours - theirs|`` of the
+    last step's output, input gradient, weight and bias gradients, and of the running mean and
+    variance after all steps, as floats.
+    """
+    ours.load_state_dict(theirs.state_dict())
+    ours.train()
+    theirs.train()
+    generator = torch.Generator().manual_seed(seed)
+    r = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    diffs: dict[str, float] = {}
+    for _ in range(steps):
+        batch = x + 0.1 * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        outputs, grads = [], []
+        for layer in (ours, theirs):
+            layer.zero_grad()
+            xi = batch.clone().requires_grad_(True)
+            y = layer(xi)
+            (y * r).sum().backward()
+            outputs.append(y.detach())
+            grads.append((xi.grad, layer.weight.grad, layer.bias.grad))
+        diffs = {
+            "output": _max_abs(outputs[0], outputs[1]),
+            "input gradient": _max_abs(grads[0][0], grads[1][0]),
+            "weight gradient": _max_abs(grads[0][1], grads[1][1]),
+            "bias gradient": _max_abs(grads[0][2], grads[1][2]),
+        }
+    diffs["running mean"] = _max_abs(ours.running_mean, theirs.running_mean)
+    diffs["running var"] = _max_abs(ours.running_var, theirs.running_var)
+    return diffs
+
+
+def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.detach() - b.detach()).abs().max())
+
+
+def gradient_sums(dx: np.ndarray, x_hat: np.ndarray) -> dict[str, float]:
+    """How far BN's input gradient is from its two constraints, per channel (axis 1).
+
+    Returns the largest over channels of ``|sum dx|`` and ``|sum dx * x_hat|`` (sums over every
+    axis but the channel axis), each divided by that channel's ``sum |dx|``: about 1e-16 when
+    the constraint holds up to float64 round-off, of order ``1/sqrt(m)`` for an unconstrained
+    array of ``m`` random values per channel.
+    """
+    axes = (0, *range(2, dx.ndim))
+    scale = np.abs(dx).sum(axis=axes)
+    return {
+        "sum": float(np.max(np.abs(dx.sum(axis=axes)) / scale)),
+        "sum times x_hat": float(np.max(np.abs((dx * x_hat).sum(axis=axes)) / scale)),
+    }
+
+
+def scale_invariance(
+    layer: nn.Module, norm: nn.Module, x: torch.Tensor, scales: Sequence[float], *, seed: int = 0
+) -> list[dict[str, float]]:
+    """BN after ``layer`` with its parameters multiplied by ``a``, for each ``a`` in ``scales``.
+
+    The loss is ``sum(norm(layer_a(x)) * r)`` with a fixed random ``r``; ``norm`` is in training
+    mode. For each ``a`` returns ``{"scale": a, "output": max|y_a - y_1| / max|y_1|,
+    "gradient": relative error of a * dL/dW_a against dL/dW_1, "weight norm": |W_a|,
+    "cosine": cos(W_a, dL/dW_a)}``. Scale invariance predicts ``output``, ``gradient`` and
+    ``cosine`` all near 0 (exactly 0 for eps = 0): the gradient is orthogonal to the weights
+    (``cosine`` covers the weight only, so use a layer without bias, which BN makes redundant).
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def run(a: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+        scaled = copy.deepcopy(layer)
+        with torch.no_grad():
+            for p in scaled.parameters():
+                p.mul_(a)
+        bn = copy.deepcopy(norm).train()
+        y = bn(scaled(x))
+        (y * r).sum().backward()
+        return y.detach(), scaled.weight.grad.detach(), scaled.weight.detach()
+
+    with torch.no_grad():
+        r = torch.randn(layer(x).shape, generator=generator, dtype=x.dtype)
+    y1, g1, _ = run(1.0)
+    rows = []
+    for a in scales:
+        ya, ga, wa = run(float(a))
+        rows.append({
+            "scale": float(a),
+            "output": float((ya - y1).abs().max() / y1.abs().max()),
+            "gradient": reference.relative_error((a * ga).numpy(), g1.numpy()),
+            "weight norm": float(wa.norm()),
+            "cosine": float((wa * ga).sum() / (wa.norm() * ga.norm())),
+        })
+    return rows
