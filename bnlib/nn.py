@@ -69,43 +69,45 @@ class BatchNormFunction(torch.autograd.Function):
         dbeta  = sum(dy)                dgamma = sum(dy * x_hat)
         dx     = gamma * inv_std / m * (m * dy - dbeta - x_hat * dgamma)
 
-    regrouped per channel as ``dx = k_dy * dy + k_x * x + k_0`` so it takes two passes over the
-    data and no temporary besides ``dx``. Only first derivatives are supported.
+    regrouped per channel as ``dx = k_dy * dy + k_x_hat * x_hat + k_0``: two passes over the data
+    and no temporary besides ``dx``. It saves ``x_hat`` (not ``x``), so no sum in the backward
+    suffers cancellation when the channel mean is large. Only first derivatives are supported.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float):
         dims = (0, *range(2, x.dim()))
         mean = x.mean(dims)
-        centred = x - _per_channel(mean, x.dim())
-        var = (centred * centred).mean(dims)  # biased: divide by m
+        x_hat = x - _per_channel(mean, x.dim())  # centred for now, normalised in place below
+        var = (x_hat * x_hat).mean(dims)  # biased: divide by m
         inv_std = torch.rsqrt(var + eps)
-        scale = inv_std if weight is None else weight * inv_std
-        shift = 0.0 if bias is None else _per_channel(bias, x.dim())
-        # y = centred * scale + shift, written into the temporary we no longer need
-        y = centred.mul_(_per_channel(scale, x.dim())).add_(shift)
-        ctx.save_for_backward(x, weight, mean, inv_std)
+        x_hat.mul_(_per_channel(inv_std, x.dim()))
+        if weight is None:
+            y = x_hat.clone() if bias is None else x_hat + _per_channel(bias, x.dim())
+        elif bias is None:
+            y = x_hat * _per_channel(weight, x.dim())
+        else:
+            y = torch.addcmul(_per_channel(bias, x.dim()), x_hat, _per_channel(weight, x.dim()))
+        ctx.save_for_backward(x_hat, weight, inv_std)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: Tensor, _dmean: Tensor | None, _dvar: Tensor | None):
-        x, weight, mean, inv_std = ctx.saved_tensors
-        dims = (0, *range(2, x.dim()))
-        m = x.numel() // x.shape[1]
-        dy = dy.contiguous()
+        x_hat, weight, inv_std = ctx.saved_tensors
+        dims = (0, *range(2, x_hat.dim()))
+        m = x_hat.numel() // x_hat.shape[1]
         dbeta = dy.sum(dims)
-        # sum(dy * x_hat) = inv_std * (sum(dy * x) - mean * sum(dy))
-        dgamma = ((dy * x).sum(dims) - mean * dbeta) * inv_std
-        gamma = torch.ones_like(inv_std) if weight is None else weight
-        k_dy = gamma * inv_std  # dx = k_dy * (dy - dbeta/m - x_hat * dgamma/m)
-        k_x = -k_dy * inv_std * dgamma / m
-        k_0 = -k_dy * dbeta / m - k_x * mean
+        dgamma = (dy * x_hat).sum(dims)
         dx = None
         if ctx.needs_input_grad[0]:
-            dx = torch.addcmul(_per_channel(k_0, x.dim()), x, _per_channel(k_x, x.dim()))
-            dx.addcmul_(dy, _per_channel(k_dy, x.dim()))
+            # dx = gamma * inv_std / m * (m * dy - dbeta - x_hat * dgamma), one coefficient per channel
+            k_dy = inv_std if weight is None else weight * inv_std
+            k_x_hat = -k_dy * dgamma / m
+            k_0 = -k_dy * dbeta / m
+            dx = torch.addcmul(_per_channel(k_0, dy.dim()), x_hat, _per_channel(k_x_hat, dy.dim()))
+            dx.addcmul_(dy, _per_channel(k_dy, dy.dim()))
         dweight = dgamma if ctx.needs_input_grad[1] else None
         dbias = dbeta if ctx.needs_input_grad[2] else None
         return dx, dweight, dbias, None
