@@ -112,7 +112,8 @@ def test_precomputed_sliders_respond_without_a_kernel(browser):
     for page in pages:
         open_page(browser, page)
         pairs = browser.execute_script(
-            "return [...document.querySelectorAll('.widget-stack')].map(stack => {"
+            "return [...document.querySelectorAll('.widget-stack')]"
+            ".filter(stack => !stack.parentElement.closest('.widget-stack')).map(stack => {"
             "  let box = stack.parentElement;"
             "  while (box && !box.querySelector('.widget-slider')) box = box.parentElement;"
             "  return box ? [box.querySelector('.widget-slider [role=slider]'), stack] : null;"
