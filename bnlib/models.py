@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: Normalisation names understood by ``norm=`` (None: no normalisation layer).
-NORMS = ("batch", "bnlib_batch", "group", "noisy_batch")
+NORMS = ("batch", "bnlib_batch", "group", "noisy_batch", "ghost_batch", "batch_renorm")
 
 #: The article's two sample weights: (parameter, index) with ``last_conv`` standing for the last
 #: ``nn.Conv2d`` of the model (see :func:`bnlib.training.resolve_parameter`).
@@ -56,7 +56,7 @@ def make_norm(norm: str, num_features: int, groups: int = 4) -> nn.Module:
     return _make_norm(norm, num_features, groups, spatial=True)
 
 
-def _make_norm(norm: str, num_features: int, groups: int, spatial: bool) -> nn.Module:
+def _make_norm(norm: str, num_features: int, groups: int, spatial: bool, options=()) -> nn.Module:
     if norm == "batch":
         return nn.BatchNorm2d(num_features) if spatial else nn.BatchNorm1d(num_features)
     if norm == "bnlib_batch":
@@ -74,10 +74,17 @@ def _make_norm(norm: str, num_features: int, groups: int, spatial: bool) -> nn.M
         from bnlib.shift import NoisyBatchNorm  # works on (N, C) and (N, C, H, W)
 
         return NoisyBatchNorm(num_features)
+    if norm in ("ghost_batch", "batch_renorm") and spatial:
+        from bnlib import variants  # chapter 04: options such as ghost_batch_size, rmax, dmax
+
+        layer = variants.GhostBatchNorm2d if norm == "ghost_batch" else variants.BatchRenorm2d
+        return layer(num_features, **dict(options))
     raise ValueError(f"unknown norm {norm!r}: use one of {', '.join(map(repr, NORMS))} or None")
 
 
-def three_conv_net(batch_norm: bool = False, *, norm: str | None = None, groups: int = 4) -> nn.Sequential:
+def three_conv_net(
+    batch_norm: bool = False, *, norm: str | None = None, groups: int = 4, norm_options=()
+) -> nn.Sequential:
     """The article's network for 32x32 grayscale digits, input (N, 1, 32, 32) -> logits (N, 10).
 
     ``Conv2d(1,16,3,padding=1) [norm] ReLU, Conv2d(16,16,3,p=1) [norm] ReLU,
@@ -88,6 +95,9 @@ def three_conv_net(batch_norm: bool = False, *, norm: str | None = None, groups:
             convolution, before its ReLU (the same as ``norm="batch"``).
         norm: any normalisation of :data:`NORMS` in the same places instead (``None``: none).
         groups: groups for ``norm="group"``.
+        norm_options: keyword arguments (dict or ``(name, value)`` pairs) for ``"ghost_batch"``
+            (``ghost_batch_size``) and ``"batch_renorm"`` (``rmax``, ``dmax``, ``warmup_steps``,
+            ``ghost_batch_size``): see :mod:`bnlib.variants`.
     """
     if batch_norm and norm not in (None, "batch"):
         raise ValueError(f"batch_norm=True and norm={norm!r} disagree: pass only one of them")
@@ -97,7 +107,7 @@ def three_conv_net(batch_norm: bool = False, *, norm: str | None = None, groups:
     for _ in range(3):
         layers.append(nn.Conv2d(in_channels, 16, kernel_size=3, padding=1))
         if norm is not None:
-            layers.append(_make_norm(norm, 16, groups, spatial=True))
+            layers.append(_make_norm(norm, 16, groups, spatial=True, options=norm_options))
         layers.append(nn.ReLU())
         in_channels = 16
     layers += [nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 16 * 16, 10)]
