@@ -106,6 +106,8 @@ class RunConfig:
         epochs: passes over the (subset of the) training set.
         seed: fixes initial weights, subset and shuffling.
         train_subset: ``None`` for all 17,000 images, or the first N of a seeded permutation.
+        test_subset: ``None`` for all 3,000 test images, or the first N of a fixed permutation
+            (the same for every seed; for quick checks - the book reports the full test set).
         track_weights: scalar weights recorded every epoch, as ``(parameter, index)`` pairs,
             e.g. ``("last_conv.weight", (3, 4, 1, 0))`` (see :func:`resolve_parameter`).
         eval_every_steps: if set, also evaluate the test set every this many optimizer steps
@@ -125,6 +127,7 @@ class RunConfig:
     epochs: int = 30
     seed: int = 5842
     train_subset: int | None = None
+    test_subset: int | None = None
     track_weights: tuple = ()
     eval_every_steps: int | None = None
     channels_last: bool = True
@@ -144,8 +147,10 @@ class RunConfig:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
         if self.epochs < 0:
             raise ValueError(f"epochs must be 0 or more, got {self.epochs}")
-        if self.train_subset is not None and self.train_subset < 1:
-            raise ValueError(f"train_subset must be None or a positive integer, got {self.train_subset}")
+        for name in ("train_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be None or a positive integer, got {value}")
         if self.eval_every_steps is not None and self.eval_every_steps < 1:
             raise ValueError(f"eval_every_steps must be None or positive, got {self.eval_every_steps}")
         if self.device != "cpu":
@@ -366,6 +371,10 @@ def _load_data(config: RunConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         generator = torch.Generator().manual_seed(config.seed + 1)
         keep = torch.randperm(len(x_train), generator=generator)[: config.train_subset]
         x_train, y_train = x_train[keep], y_train[keep]
+    if config.test_subset is not None and config.test_subset < len(x_test):
+        keep = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(0))
+        keep = keep[: config.test_subset]
+        x_test, y_test = x_test[keep], y_test[keep]
     return x_train, y_train, x_test, y_test
 
 
