@@ -36,9 +36,11 @@ __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "BatchNormFunction",
+    "BatchRenorm2d",
     "GroupNorm",
     "InstanceNorm2d",
     "LayerNorm",
+    "RMSNorm",
 ]
 
 
@@ -503,3 +505,125 @@ class GroupNorm(nn.Module):
         if self.bias is not None:
             y = y + _per_channel(self.bias, x.dim())
         return y
+
+
+class BatchRenorm2d(_BatchNorm):
+    """Batch renormalisation (Ioffe 2017) over (N, C, H, W) inputs.
+
+    In training, the batch-normalised value is corrected towards what the running statistics
+    would give: with batch statistics ``mu_B, sigma_B = sqrt(var_B + eps)`` and running ones
+    ``mu, sigma = sqrt(running_var + eps)``::
+
+        r = clip(sigma_B / sigma, 1 / rmax, rmax)      d = clip((mu_B - mu) / sigma, -dmax, dmax)
+        y = gamma * ((x - mu_B) / sigma_B * r + d) + beta
+
+    with ``r`` and ``d`` treated as constants by the backward pass. ``rmax`` and ``dmax`` are plain
+    attributes, so a training schedule can relax them (the paper starts at 1 and 0, which is batch
+    norm exactly, and ends at 3 and 5, the defaults here). Running statistics are updated, and
+    used in eval mode, exactly as in :class:`BatchNorm2d`, which needs them:
+    ``track_running_stats=False`` is rejected. Parameters and buffers as in BatchNorm2d.
+    """
+
+    _input_dims = (4,)
+    _shape_help = "(N, C, H, W)"
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        bias: bool = True,
+        rmax: float = 3.0,
+        dmax: float = 5.0,
+    ) -> None:
+        if not track_running_stats:
+            raise ValueError(
+                "BatchRenorm2d corrects batch statistics towards running statistics, so it needs "
+                "track_running_stats=True (use BatchNorm2d without running statistics instead)"
+            )
+        super().__init__(num_features, eps, momentum, affine, True, device, dtype, bias=bias)
+        self.rmax = rmax
+        self.dmax = dmax
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, rmax={self.rmax}, dmax={self.dmax}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return super().forward(x)
+        self._check_input_dim(x)
+        self._check_channels(x, uses_running_stats=True)
+        _check_more_than_one_value(x)
+        if self.rmax < 1 or self.dmax < 0:
+            raise ValueError(f"need rmax >= 1 and dmax >= 0, got rmax={self.rmax}, dmax={self.dmax}")
+        x_hat, mean, var = BatchNormFunction.apply(x, None, None, self.eps)
+        with torch.no_grad():  # r and d are constants for the backward pass
+            running_std = torch.sqrt(self.running_var + self.eps)
+            r = (torch.sqrt(var + self.eps) / running_std).clamp(1 / self.rmax, self.rmax)
+            d = ((mean - self.running_mean) / running_std).clamp(-self.dmax, self.dmax)
+        y = x_hat * _per_channel(r, 4) + _per_channel(d, 4)
+        if self.weight is not None:
+            y = y * _per_channel(self.weight, 4)
+        if self.bias is not None:
+            y = y + _per_channel(self.bias, 4)
+        self.num_batches_tracked.add_(1)
+        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        m = x.numel() // x.shape[1]
+        self._update_running_stats(mean, var * (m / (m - 1)), factor)
+        return y
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square layer norm (Zhang & Sennrich 2019) over the last dimensions of a
+    (*, *normalized_shape) input: ``y = x / sqrt(mean(x^2) + eps) * weight``, no centring, no bias.
+
+    Same constructor as :class:`torch.nn.RMSNorm`; ``eps=None`` means the machine epsilon of the
+    input's dtype. ``weight``: ``normalized_shape``.
+    """
+
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float | None = None,
+        elementwise_affine: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        if elementwise_affine:
+            self.weight = nn.Parameter(torch.empty(self.normalized_shape, device=device, dtype=dtype))
+        else:
+            self.register_parameter("weight", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``weight`` = 1."""
+        if self.elementwise_affine:
+            nn.init.ones_(self.weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        k = len(self.normalized_shape)
+        if x.dim() < k or tuple(x.shape[x.dim() - k:]) != self.normalized_shape:
+            raise RuntimeError(
+                f"Given normalized_shape={list(self.normalized_shape)}, expected input with shape "
+                f"[*, {', '.join(map(str, self.normalized_shape))}], but got input of size "
+                f"{list(x.shape)}: the last {k} dimension(s) of the input must equal "
+                "normalized_shape"
+            )
+        eps = torch.finfo(x.dtype).eps if self.eps is None else self.eps
+        dims = tuple(range(x.dim() - k, x.dim()))
+        y = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps)
+        return y if self.weight is None else y * self.weight

@@ -38,7 +38,7 @@ def _step(layer, x, dy):
     """Output and gradients (input, then each parameter) of one forward/backward."""
     x = x.clone().requires_grad_()
     y = layer(x)
-    params = [p for p in (layer.weight, layer.bias) if p is not None]
+    params = [p for p in (layer.weight, getattr(layer, "bias", None)) if p is not None]
     grads = torch.autograd.grad(y, [x, *params], dy)
     return y.detach(), grads
 
@@ -312,3 +312,90 @@ def test_accepted_like_torch():
     bn.BatchNorm2d(3).eval()(torch.randn(1, 3, 1, 1))
     with pytest.warns(UserWarning, match="does not match num_features"):
         bn.InstanceNorm2d(3)(torch.randn(2, 4, 3, 3))
+
+
+# --- batch renormalisation and RMSNorm ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_renorm_with_rmax_1_dmax_0_is_batch_norm(momentum, affine):
+    theirs = torch.nn.BatchNorm2d(3, momentum=momentum, affine=affine, dtype=F64)
+    _randomize(theirs, 9)
+    ours = bn.BatchRenorm2d(3, momentum=momentum, affine=affine, dtype=F64, rmax=1.0, dmax=0.0)
+    ours.load_state_dict(theirs.state_dict())
+    _assert_same_steps(theirs, ours, (4, 3, 3, 2), steps=3)
+    theirs.eval()
+    ours.eval()
+    _assert_same_steps(theirs, ours, (4, 3, 3, 2), steps=1, seed=1)
+
+
+def _renorm_by_the_paper(x, running_mean, running_var, gamma, beta, rmax, dmax, eps):
+    """Ioffe 2017, Algorithm 1, in plain tensor operations (r and d detached)."""
+    mu_b = x.mean((0, 2, 3), keepdim=True)
+    sigma_b = torch.sqrt(((x - mu_b) ** 2).mean((0, 2, 3), keepdim=True) + eps)
+    sigma = torch.sqrt(running_var + eps).view(1, -1, 1, 1)
+    r = (sigma_b / sigma).detach().clamp(1 / rmax, rmax)
+    d = ((mu_b - running_mean.view(1, -1, 1, 1)) / sigma).detach().clamp(-dmax, dmax)
+    return gamma.view(1, -1, 1, 1) * ((x - mu_b) / sigma_b * r + d) + beta.view(1, -1, 1, 1)
+
+
+def test_batch_renorm_against_the_paper_formula():
+    layer = bn.BatchRenorm2d(4, dtype=F64, rmax=2.0, dmax=0.5)
+    _randomize(layer, 10)
+    with torch.no_grad():  # channels 0 and 1 far from the batch, so r and d hit their clips
+        layer.running_var[0] = 0.01
+        layer.running_mean[1] = 30.0
+    running_mean, running_var = layer.running_mean.clone(), layer.running_var.clone()
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(5, 4, 3, 3, generator=gen, dtype=F64) * 2 + 1
+    dy = torch.randn(5, 4, 3, 3, generator=gen, dtype=F64)
+    y, grads = _step(layer, x, dy)
+
+    xr = x.clone().requires_grad_()
+    gamma = layer.weight.detach().clone().requires_grad_()
+    beta = layer.bias.detach().clone().requires_grad_()
+    y_ref = _renorm_by_the_paper(xr, running_mean, running_var, gamma, beta, 2.0, 0.5, layer.eps)
+    grads_ref = torch.autograd.grad(y_ref, (xr, gamma, beta), dy)
+    torch.testing.assert_close(y, y_ref.detach(), **OUT_TOL)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, **GRAD_TOL)
+    # the clips were reached, so this differs from batch norm
+    assert not torch.allclose(y, torch.nn.functional.batch_norm(
+        x, None, None, layer.weight.detach(), layer.bias.detach(), training=True), atol=1e-3)
+    m = 5 * 3 * 3
+    torch.testing.assert_close(layer.running_mean, 0.9 * running_mean + 0.1 * x.mean((0, 2, 3)))
+    torch.testing.assert_close(
+        layer.running_var, 0.9 * running_var + 0.1 * x.var((0, 2, 3), correction=0) * m / (m - 1))
+
+
+def test_batch_renorm_needs_running_stats_and_valid_limits():
+    with pytest.raises(ValueError, match="track_running_stats=True"):
+        bn.BatchRenorm2d(3, track_running_stats=False)
+    layer = bn.BatchRenorm2d(3)
+    layer.rmax = 0.5
+    with pytest.raises(ValueError, match="rmax >= 1"):
+        layer(torch.randn(2, 3, 2, 2))
+
+
+def test_rms_norm_by_hand():
+    y = bn.RMSNorm(2, eps=0.0)(torch.tensor([[3.0, 4.0]], dtype=F64))
+    torch.testing.assert_close(y, torch.tensor([[3.0, 4.0]], dtype=F64) / (12.5**0.5))
+
+
+@pytest.mark.parametrize("normalized_shape,shape", [(6, (4, 6)), ((3, 4), (2, 5, 3, 4))])
+@pytest.mark.parametrize("eps", [None, 1e-3])
+@pytest.mark.parametrize("affine", [True, False])
+def test_rms_norm_matches_torch(normalized_shape, shape, eps, affine):
+    theirs, ours = _pair("RMSNorm", normalized_shape, eps=eps, elementwise_affine=affine)
+    _assert_same_steps(theirs, ours, shape, steps=1)
+    assert repr(ours) == repr(theirs)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+
+
+def test_rms_norm_rejects_wrong_shape_like_torch():
+    x = torch.randn(2, 5)
+    with pytest.raises(Exception) as torch_error:
+        torch.nn.RMSNorm(4)(x)
+    with pytest.raises(torch_error.type, match="normalized_shape"):
+        bn.RMSNorm(4)(x)
