@@ -194,21 +194,22 @@ def compare_with_torch(
 
 def compare_modules(
     ours: nn.Module, theirs: nn.Module, x: torch.Tensor, *, steps: int = 3, seed: int = 0
-) -> dict[str, float]:
+) -> dict[str, dict[str, float]]:
     """Largest absolute differences between two BN layers given the same input, in training mode.
 
     ``theirs``'s state is copied into ``ours`` first. Each of ``steps`` forward passes sees
     ``x`` plus a little seeded noise (so the running statistics move), and back-propagates
-    ``sum(y * r)`` with a fixed random ``r``. Returns the largest ``|ours - theirs|`` of the
-    last step's output, input gradient, weight and bias gradients, and of the running mean and
-    variance after all steps, as floats.
+    ``sum(y * r)`` with a fixed random ``r``. Returns, for the last step's output, input
+    gradient, weight and bias gradients, and the running mean and variance after all steps,
+    ``{"difference": max|ours - theirs|, "scale": max|theirs|}`` (floats), so a difference can
+    be read against the size of the values compared.
     """
     ours.load_state_dict(theirs.state_dict())
     ours.train()
     theirs.train()
     generator = torch.Generator().manual_seed(seed)
     r = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    diffs: dict[str, float] = {}
+    diffs: dict[str, dict[str, float]] = {}
     for _ in range(steps):
         batch = x + 0.1 * torch.randn(x.shape, generator=generator, dtype=x.dtype)
         outputs, grads = [], []
@@ -230,8 +231,10 @@ def compare_modules(
     return diffs
 
 
-def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.detach() - b.detach()).abs().max())
+def _max_abs(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """``max|a - b|`` and the scale ``max|b|`` of the reference ``b``."""
+    a, b = a.detach(), b.detach()
+    return {"difference": float((a - b).abs().max()), "scale": float(b.abs().max())}
 
 
 def gradient_sums(dx: np.ndarray, x_hat: np.ndarray) -> dict[str, float]:

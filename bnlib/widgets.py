@@ -63,9 +63,13 @@ _MODES = ("static", "live")
 
 
 def figure_png(fig: Figure, dpi: int = DEFAULT_DPI) -> bytes:
-    """The figure as PNG bytes at ``dpi`` dots per inch (the figure is not closed)."""
+    """The figure as PNG bytes at ``dpi`` dots per inch (the figure is not closed).
+
+    The figure is saved as laid out (no ``bbox_inches="tight"``, which would draw it twice):
+    lay it out in ``draw`` (``fig.tight_layout()`` or ``layout="constrained"``).
+    """
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 

@@ -32,7 +32,7 @@ def png_drawn_directly(**params) -> bytes:
     """The frame expected for ``params``, rendered with matplotlib alone."""
     fig = draw_line(**params)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=DPI)
     plt.close(fig)
     return buffer.getvalue()
 
