@@ -27,23 +27,35 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnlib import nn as bnlib_nn
 
+if TYPE_CHECKING:
+    from bnlib.training import RunConfig
+
 __all__ = [
     "BA_2016_TABLE",
+    "BN_GHOST",
+    "BN_SMALL",
+    "BRN_GHOST",
+    "GN",
     "METHODS",
     "TRANSFORMATIONS",
     "BatchRenorm2d",
+    "batch_size_configs",
+    "batch_size_experiment",
     "GhostBatchNorm2d",
     "RMSNorm",
     "invariance_differences",
     "invariance_markdown",
     "invariance_table",
     "normalised_linear",
+    "summarise",
 ]
 
 
@@ -156,17 +168,17 @@ class BatchRenorm2d(nn.Module):
                 f"{type(self).__name__}({self.num_features}) got {x.shape[1]} channels "
                 f"(shape {tuple(x.shape)}); build it with num_features={x.shape[1]}"
             )
-        if not self.training:
-            scale = torch.rsqrt(self.running_var + self.eps)
-            y = (x - _per_channel(self.running_mean)) * _per_channel(scale)
-        else:
-            y = self._train_forward(x)
+        if self.training:
+            return self._train_forward(x)
+        scale = torch.rsqrt(self.running_var + self.eps)
+        y = (x - _per_channel(self.running_mean)) * _per_channel(scale)
         if self.affine:
             y = y * _per_channel(self.weight) + _per_channel(self.bias)
         return y
 
     def _train_forward(self, x: Tensor) -> Tensor:
         rmax, dmax = self.current_limits()
+        renorm = rmax != 1.0 or dmax != 0.0
         sigma = torch.sqrt(self.running_var + self.eps)
         outputs, means, unbiased_vars = [], [], []
         for ghost in self._ghost_batches(x):
@@ -176,17 +188,24 @@ class BatchRenorm2d(nn.Module):
                     f"a (ghost) batch of shape {tuple(ghost.shape)} has one value per channel: its "
                     "variance is undefined; use larger batches or a larger ghost_batch_size"
                 )
-            var, mean = torch.var_mean(ghost, dim=(0, 2, 3), correction=0)  # biased, as in training
-            sigma_b = torch.sqrt(var + self.eps)
-            x_hat = (ghost - _per_channel(mean)) / _per_channel(sigma_b)
-            if rmax != 1.0 or dmax != 0.0:
+            # torch's batch-norm kernel (chapter 02 and bnlib.nn write it out): with momentum 1
+            # it overwrites `mean` and `unbiased` with this ghost batch's mean and unbiased variance
+            mean = torch.zeros(self.num_features, dtype=x.dtype, device=x.device)
+            unbiased = torch.ones(self.num_features, dtype=x.dtype, device=x.device)
+            if renorm:
+                x_hat = F.batch_norm(ghost, mean, unbiased, None, None, True, 1.0, self.eps)
                 with torch.no_grad():  # r and d are constants for the gradient (stop-gradient)
+                    sigma_b = torch.sqrt(unbiased * ((m - 1) / m) + self.eps)  # biased variance
                     r = (sigma_b / sigma).clamp(1.0 / rmax, rmax)
                     d = ((mean - self.running_mean) / sigma).clamp(-dmax, dmax)
-                x_hat = x_hat * _per_channel(r) + _per_channel(d)
-            outputs.append(x_hat)
-            means.append(mean.detach())
-            unbiased_vars.append(var.detach() * (m / (m - 1)))
+                y = x_hat * _per_channel(r) + _per_channel(d)
+                if self.affine:
+                    y = y * _per_channel(self.weight) + _per_channel(self.bias)
+            else:  # r = 1, d = 0: plain batch norm of this ghost batch, affine step included
+                y = F.batch_norm(ghost, mean, unbiased, self.weight, self.bias, True, 1.0, self.eps)
+            outputs.append(y)
+            means.append(mean)
+            unbiased_vars.append(unbiased)
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
             self.running_mean.lerp_(torch.stack(means).mean(0), self.momentum)
@@ -422,3 +441,92 @@ def invariance_markdown(differences: dict[tuple[str, str], float], tolerance: fl
             cells.append(f"{verdict} ({value:.0e})")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the batch-size experiment
+
+#: Methods of the batch-size experiment, as they appear in its rows.
+BN_GHOST, GN, BRN_GHOST, BN_SMALL = "batch norm", "group norm", "batch renorm", "batch norm, real batch of k"
+
+
+def batch_size_configs(
+    sizes: Sequence[int] = (32, 16, 8, 4, 2),
+    renorm_sizes: Sequence[int] = (4, 2),
+    real_sizes: Sequence[int] = (),
+    seeds: Sequence[int] = (0,),
+    train_subset: int | None = 4000,
+    epochs: int = 3,
+    batch_size: int = 32,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    groups: int = 4,
+) -> list[tuple[str, int, RunConfig]]:
+    """The runs of chapter 04's batch-size experiment, as ``(method, k, config)`` triples.
+
+    Every run trains the article's three-conv net with the same optimiser (SGD with momentum,
+    ``lr``), the same mini-batch of ``batch_size`` images, the same steps and data; only the set of
+    images each normalisation layer averages over changes:
+
+    * :data:`BN_GHOST`: batch norm with statistics over ghost batches of k images, k in ``sizes``;
+    * :data:`GN`: group norm (``groups`` groups; independent of k, run once, drawn as a flat line);
+    * :data:`BRN_GHOST`: batch renorm (rmax 3, dmax 5, relaxed from (1, 0) over the first epoch)
+      over ghost batches of k, k in ``renorm_sizes``;
+    * :data:`BN_SMALL`: plain batch norm trained with real mini-batches of k images, k in
+      ``real_sizes``, with the learning rate scaled by k / batch_size (so the same epochs cost
+      batch_size / k times more steps): a check that ghost batches behave as small batches do.
+    """
+    from bnlib.training import RunConfig
+
+    base = RunConfig(model="three_conv_net", optimizer="momentum", lr=lr, momentum=momentum,
+                     batch_size=batch_size, epochs=epochs, train_subset=train_subset)
+    steps_per_epoch = -(-(train_subset or 17000) // batch_size)
+    out = []
+    for seed in seeds:
+        for k in sizes:
+            if k > batch_size or k < 1:
+                raise ValueError(f"ghost batch size {k} must be in 1..{batch_size} (the mini-batch)")
+            kwargs = {"norm": "ghost_batch", "norm_options": {"ghost_batch_size": k}}
+            out.append((BN_GHOST, k, base.replace(model_kwargs=kwargs, seed=seed)))
+        out.append((GN, 0, base.replace(model_kwargs={"norm": "group", "groups": groups}, seed=seed)))
+        for k in renorm_sizes:
+            options = {"ghost_batch_size": k, "rmax": 3.0, "dmax": 5.0, "warmup_steps": steps_per_epoch}
+            kwargs = {"norm": "batch_renorm", "norm_options": options}
+            out.append((BRN_GHOST, k, base.replace(model_kwargs=kwargs, seed=seed)))
+        for k in real_sizes:
+            out.append((BN_SMALL, k, base.replace(model_kwargs={"norm": "batch"}, seed=seed,
+                                                  batch_size=k, lr=lr * k / batch_size)))
+    return out
+
+
+def batch_size_experiment(
+    configs: Sequence[tuple[str, int, RunConfig]], workers: int | None = None
+) -> list[dict]:
+    """Run (or read from the cache) every configuration of :func:`batch_size_configs`, in parallel.
+
+    Returns one row per run: ``method``, ``k`` (0 for group norm), ``seed``, ``test_error``
+    (fraction misclassified on the 3,000 test images, eval mode, after the last epoch),
+    ``train_loss`` (last epoch, nats), ``seconds``, ``cached``.
+    """
+    from bnlib.training import run_many
+
+    histories = run_many([config for _, _, config in configs], workers=workers)
+    return [
+        {"method": method, "k": k, "seed": config.seed, "test_error": 1.0 - h.final.test_accuracy,
+         "train_loss": h.final.train_loss, "seconds": h.total_seconds, "cached": h.cached}
+        for (method, k, config), h in zip(configs, histories)
+    ]
+
+
+def summarise(rows: Sequence[dict], key: str = "test_error") -> dict[tuple[str, int], dict]:
+    """``{(method, k): {"mean", "std", "min", "max", "n"}}`` of ``key`` over seeds (std: sample
+    standard deviation, 0 for one seed)."""
+    groups: dict[tuple[str, int], list[float]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["k"]), []).append(float(row[key]))
+    out = {}
+    for group, values in groups.items():
+        t = torch.tensor(values, dtype=torch.float64)
+        std = float(t.std()) if len(values) > 1 else 0.0
+        out[group] = {"mean": float(t.mean()), "std": std, "min": float(t.min()),
+                      "max": float(t.max()), "n": len(values)}
+    return out

@@ -1,0 +1,289 @@
+"""bnlib.variants against independent references: torch's own layers, direct formulas written out
+here, hand-computed cases, and the published invariance tables."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bnlib import models, variants
+from bnlib.variants import BatchRenorm2d, GhostBatchNorm2d, RMSNorm
+
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def _batches(steps: int, n: int = 8, c: int = 3, hw: int = 4, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, c, hw, hw, generator=g) * 2 + 1 for _ in range(steps)]
+
+
+def _affine(layer: nn.Module, seed: int = 1) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        layer.weight.copy_(torch.rand(layer.weight.shape, generator=g) + 0.5)
+        layer.bias.copy_(torch.randn(layer.bias.shape, generator=g))
+
+
+def _forward_backward(layer: nn.Module, x: torch.Tensor, dy: torch.Tensor):
+    x = x.clone().requires_grad_()
+    y = layer(x)
+    (y * dy).sum().backward()
+    return y.detach(), x.grad, layer.weight.grad.clone(), layer.bias.grad.clone()
+
+
+def _assert_same_running_stats(a: nn.Module, b: nn.Module) -> None:
+    torch.testing.assert_close(a.running_mean, b.running_mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(a.running_var, b.running_var, rtol=0, atol=1e-12)
+    assert int(a.num_batches_tracked) == int(b.num_batches_tracked)
+
+
+# --------------------------------------------------------------------------- equal to torch BN
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: GhostBatchNorm2d(3, ghost_batch_size=8, momentum=0.3),
+             lambda: GhostBatchNorm2d(3, ghost_batch_size=100, momentum=0.3),
+             lambda: BatchRenorm2d(3, momentum=0.3, rmax=1.0, dmax=0.0)],
+    ids=["ghost=N", "ghost>N", "renorm r=1 d=0"],
+)
+def test_special_cases_equal_torch_batch_norm(make):
+    ours, theirs = make(), nn.BatchNorm2d(3, momentum=0.3)
+    _affine(ours)
+    theirs.load_state_dict(ours.state_dict())
+    dys = _batches(3, seed=7)
+    for x, dy in zip(_batches(3), dys):
+        for layer in (ours, theirs):
+            layer.zero_grad()
+        for got, want in zip(_forward_backward(ours, x, dy), _forward_backward(theirs, x, dy)):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+        _assert_same_running_stats(ours, theirs)
+    ours.eval(), theirs.eval()
+    x = _batches(1, seed=3)[0]
+    torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n, k", [(8, 2), (8, 4), (10, 4), (5, 1)])
+def test_ghost_batches_are_normalised_separately(n, k):
+    """Each group of k images equals torch's BN applied to that group alone; gradients flow only
+    within a group; the running statistics move towards the groups' average."""
+    x = _batches(1, n=n)[0]
+    dy = _batches(1, n=n, seed=5)[0]
+    ghost = GhostBatchNorm2d(3, ghost_batch_size=k, momentum=0.2)
+    _affine(ghost)
+    y, dx, dw, db = _forward_backward(ghost, x, dy)
+
+    want_dw, want_db, means, variances = 0, 0, [], []
+    for start in range(0, n, k):
+        alone = nn.BatchNorm2d(3, momentum=1.0)  # momentum 1: running = this group's statistics
+        _affine(alone)
+        y_g, dx_g, dw_g, db_g = _forward_backward(alone, x[start:start + k], dy[start:start + k])
+        torch.testing.assert_close(y[start:start + k], y_g, rtol=0, atol=1e-12)
+        torch.testing.assert_close(dx[start:start + k], dx_g, rtol=0, atol=1e-12)
+        want_dw, want_db = want_dw + dw_g, want_db + db_g
+        means.append(alone.running_mean)
+        variances.append(alone.running_var)
+    torch.testing.assert_close(dw, want_dw, rtol=0, atol=1e-12)
+    torch.testing.assert_close(db, want_db, rtol=0, atol=1e-12)
+    average_mean = sum(means) / len(means)
+    average_var = sum(variances) / len(variances)
+    torch.testing.assert_close(ghost.running_mean, 0.2 * average_mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ghost.running_var, 0.8 + 0.2 * average_var, rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- batch renorm
+
+
+def _renorm_reference(x, weight, bias, running_mean, running_var, eps, rmax, dmax):
+    """Ioffe 2017, Algorithm 1, written out: statistics per channel over N, H, W."""
+    mu = x.mean(dim=(0, 2, 3))
+    sigma_b = torch.sqrt(((x - mu.view(1, -1, 1, 1)) ** 2).mean(dim=(0, 2, 3)) + eps)
+    sigma = torch.sqrt(running_var + eps)
+    r = torch.clamp(sigma_b.detach() / sigma, 1 / rmax, rmax)
+    d = torch.clamp((mu.detach() - running_mean) / sigma, -dmax, dmax)
+    x_hat = (x - mu.view(1, -1, 1, 1)) / sigma_b.view(1, -1, 1, 1) * r.view(1, -1, 1, 1) + d.view(1, -1, 1, 1)
+    return weight.view(1, -1, 1, 1) * x_hat + bias.view(1, -1, 1, 1), r, d
+
+
+def test_batch_renorm_matches_the_paper_formula_with_clipping():
+    x = _batches(1, n=6, c=4)[0]
+    dy = _batches(1, n=6, c=4, seed=9)[0]
+    layer = BatchRenorm2d(4, rmax=2.0, dmax=0.5, momentum=0.1)
+    _affine(layer)
+    # running statistics chosen so that r and d are clipped in some channels and not in others
+    layer.running_mean.copy_(torch.tensor([1.0, 0.0, 5.0, -3.0]))
+    layer.running_var.copy_(torch.tensor([4.0, 100.0, 0.5, 1.0]))
+    ref_in = x.clone().requires_grad_()
+    w, b = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
+    y_ref, r, d = _renorm_reference(ref_in, w, b, layer.running_mean.clone(), layer.running_var.clone(),
+                                    layer.eps, 2.0, 0.5)
+    (y_ref * dy).sum().backward()
+    assert (r == 2.0).any() or (r == 0.5).any(), "the case must exercise r's clipping"
+    assert (r.abs() < 2.0).any() and (d.abs() == 0.5).any() and (d.abs() < 0.5).any()
+
+    y, dx, dw, db = _forward_backward(layer, x, dy)
+    torch.testing.assert_close(y, y_ref.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(dx, ref_in.grad, rtol=0, atol=1e-12)
+    torch.testing.assert_close(dw, w.grad, rtol=0, atol=1e-12)
+    torch.testing.assert_close(db, b.grad, rtol=0, atol=1e-12)
+
+
+def test_batch_renorm_hand_computed_channel():
+    """One channel, values 0 and 2 (mean 1, biased variance 1), running mean 0 and variance 4,
+    eps ~ 0: sigma_B = 1, sigma = 2, r = 1/2, d = 1/2, so x_hat = (x - 1) * 1/2 + 1/2 = x / 2."""
+    layer = BatchRenorm2d(1, eps=1e-14, rmax=3.0, dmax=5.0)
+    layer.running_var.fill_(4.0)
+    x = torch.tensor([0.0, 2.0]).view(2, 1, 1, 1)
+    torch.testing.assert_close(layer(x).detach().flatten(), torch.tensor([0.0, 1.0]), rtol=0, atol=1e-13)
+
+
+def test_batch_renorm_first_warmup_step_is_batch_norm():
+    ours, theirs = BatchRenorm2d(3, rmax=3.0, dmax=5.0, warmup_steps=100), nn.BatchNorm2d(3)
+    x = _batches(1)[0]
+    torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-12)
+    _assert_same_running_stats(ours, theirs)
+    ours.eval(), theirs.eval()
+    torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-12)
+
+
+def test_warmup_relaxes_limits_linearly():
+    layer = BatchRenorm2d(2, rmax=3.0, dmax=5.0, warmup_steps=100)
+    assert layer.current_limits() == (1.0, 0.0)
+    layer.num_batches_tracked.fill_(50)
+    assert layer.current_limits() == (2.0, 2.5)
+    layer.num_batches_tracked.fill_(1000)
+    assert layer.current_limits() == (3.0, 5.0)
+    layer.rmax = 1.5  # a schedule of one's own may set the limits
+    assert layer.current_limits() == (1.5, 5.0)
+
+
+def test_bad_arguments_are_rejected_clearly():
+    with pytest.raises(ValueError, match="rmax must be at least 1"):
+        BatchRenorm2d(2, rmax=0.5)
+    with pytest.raises(ValueError, match="dmax must be at least 0"):
+        BatchRenorm2d(2, dmax=-1)
+    with pytest.raises(ValueError, match="ghost_batch_size"):
+        GhostBatchNorm2d(2, ghost_batch_size=0)
+    with pytest.raises(ValueError, match="one value per channel"):
+        GhostBatchNorm2d(2, ghost_batch_size=1)(torch.randn(4, 2, 1, 1))
+    with pytest.raises(ValueError, match="4D input"):
+        GhostBatchNorm2d(2, ghost_batch_size=2)(torch.randn(4, 2))
+    with pytest.raises(ValueError, match="num_features=3"):
+        GhostBatchNorm2d(2, ghost_batch_size=2)(torch.randn(4, 3, 2, 2))
+
+
+# --------------------------------------------------------------------------- RMSNorm
+
+
+@pytest.mark.parametrize("shape, normalized", [((4, 6), 6), ((2, 3, 5), (3, 5)), ((7, 5), [5])])
+@pytest.mark.parametrize("eps", [None, 1e-3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rms_norm_equals_torch(shape, normalized, eps, dtype):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g, dtype=dtype)
+    dy = torch.randn(shape, generator=g, dtype=dtype)
+    ours = RMSNorm(normalized, eps=eps, dtype=dtype)
+    theirs = nn.RMSNorm(normalized, eps=eps, dtype=dtype)
+    with torch.no_grad():
+        ours.weight.copy_(torch.rand(ours.weight.shape, generator=g, dtype=dtype) + 0.5)
+    theirs.load_state_dict(ours.state_dict())
+    tol = 1e-6 if dtype == torch.float32 else 1e-13
+    results = []
+    for layer in (ours, theirs):
+        xi = x.clone().requires_grad_()
+        y = layer(xi)
+        (y * dy).sum().backward()
+        results.append((y.detach(), xi.grad, layer.weight.grad))
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
+def test_rms_norm_hand_computed():
+    """(3, 4): mean of squares 12.5, so y = (3, 4) / sqrt(12.5); no mean is subtracted."""
+    y = RMSNorm(2, eps=0.0)(torch.tensor([[3.0, 4.0]]))
+    root = math.sqrt(12.5)
+    torch.testing.assert_close(y.detach(), torch.tensor([[3 / root, 4 / root]]), rtol=0, atol=1e-15)
+    assert RMSNorm(2, elementwise_affine=False).weight is None
+    with pytest.raises(RuntimeError, match="last 1 dimension"):
+        RMSNorm(3)(torch.randn(2, 4))
+
+
+# --------------------------------------------------------------------------- invariances
+
+
+def test_measured_invariances_agree_with_the_published_tables():
+    differences = variants.invariance_differences()
+    assert variants.invariance_table(differences) == variants.BA_2016_TABLE
+    small = [v for v in differences.values() if v < 1e-8]
+    large = [v for v in differences.values() if v >= 1e-8]
+    assert max(small) < 1e-11 and min(large) > 1e-2  # no borderline cell
+
+
+def test_normalised_linear_equals_torch_functions():
+    g = torch.Generator().manual_seed(2)
+    w, x = torch.randn(5, 3, generator=g), torch.randn(9, 3, generator=g)
+    a = x @ w.T
+    eps = 1e-12
+    F = nn.functional
+    torch.testing.assert_close(variants.normalised_linear("batch norm", w, x),
+                               F.batch_norm(a, None, None, training=True, eps=eps))
+    torch.testing.assert_close(variants.normalised_linear("layer norm", w, x), F.layer_norm(a, (5,), eps=eps))
+    torch.testing.assert_close(variants.normalised_linear("RMSNorm", w, x), F.rms_norm(a, (5,), eps=eps))
+    wn = nn.utils.parametrizations.weight_norm(nn.Linear(3, 5, bias=False))
+    with torch.no_grad():
+        wn.parametrizations.weight.original0.fill_(1.0)  # g = 1
+        wn.parametrizations.weight.original1.copy_(w)  # v = W
+    torch.testing.assert_close(variants.normalised_linear("weight norm", w, x), wn(x).detach())
+    with pytest.raises(ValueError, match="unknown method"):
+        variants.normalised_linear("batch", w, x)
+
+
+def test_invariance_markdown_has_one_row_per_method():
+    text = variants.invariance_markdown({("a", "s"): 1e-15, ("a", "t"): 0.5, ("b", "s"): 0.2, ("b", "t"): 0.0})
+    lines = text.splitlines()
+    assert lines[0] == "| | s | t |" and len(lines) == 4
+    assert lines[2].startswith("| a | **invariant**") and "no (5e-01)" in lines[2]
+
+
+# --------------------------------------------------------------------------- the experiment's plumbing
+
+
+def test_batch_size_configs_build_the_layers_they_name():
+    configs = variants.batch_size_configs(sizes=(32, 2), renorm_sizes=(2,), real_sizes=(4,), seeds=(0, 1),
+                                          train_subset=64, epochs=1)
+    assert [(m, k) for m, k, _ in configs[:5]] == [
+        (variants.BN_GHOST, 32), (variants.BN_GHOST, 2), (variants.GN, 0), (variants.BRN_GHOST, 2),
+        (variants.BN_SMALL, 4)]
+    assert len(configs) == 10 and {c.seed for _, _, c in configs} == {0, 1}
+    layers = [c.build_model()[1] for _, _, c in configs[:5]]
+    assert isinstance(layers[0], GhostBatchNorm2d) and layers[1].ghost_batch_size == 2
+    assert isinstance(layers[2], nn.GroupNorm) and layers[2].num_groups == 4
+    assert isinstance(layers[3], BatchRenorm2d) and layers[3].warmup_steps == 2  # 64 / 32 steps
+    assert isinstance(layers[4], nn.BatchNorm2d)
+    assert configs[4][2].batch_size == 4 and configs[4][2].lr == pytest.approx(0.01 * 4 / 32)
+    assert {c.optimizer for _, _, c in configs} == {"momentum"}
+    with pytest.raises(ValueError, match="ghost batch size 64"):
+        variants.batch_size_configs(sizes=(64,))
+
+
+def test_models_registry_passes_norm_options():
+    net = models.three_conv_net(norm="ghost_batch", norm_options={"ghost_batch_size": 4})
+    assert [m.ghost_batch_size for m in net if isinstance(m, GhostBatchNorm2d)] == [4, 4, 4]
+    assert net(torch.randn(8, 1, 32, 32)).shape == (8, 10)
+
+
+def test_summarise_hand_computed():
+    rows = [{"method": "m", "k": 2, "test_error": 0.1}, {"method": "m", "k": 2, "test_error": 0.3},
+            {"method": "g", "k": 0, "test_error": 0.2}]
+    out = variants.summarise(rows)
+    assert out[("m", 2)]["mean"] == pytest.approx(0.2) and out[("m", 2)]["std"] == pytest.approx(math.sqrt(0.02))
+    assert out[("g", 0)] == {"mean": 0.2, "std": 0.0, "min": 0.2, "max": 0.2, "n": 1}
