@@ -74,11 +74,14 @@ def _make_norm(norm: str, num_features: int, groups: int, spatial: bool, options
         from bnlib.shift import NoisyBatchNorm  # works on (N, C) and (N, C, H, W)
 
         return NoisyBatchNorm(num_features)
-    if norm in ("ghost_batch", "batch_renorm") and spatial:
-        from bnlib import variants  # chapter 04: options such as ghost_batch_size, rmax, dmax
+    if norm == "ghost_batch" and spatial:
+        from bnlib.variants import GhostBatchNorm2d  # options: ghost_batch_size, rmax, dmax, ...
 
-        layer = variants.GhostBatchNorm2d if norm == "ghost_batch" else variants.BatchRenorm2d
-        return layer(num_features, **dict(options))
+        return GhostBatchNorm2d(num_features, **dict(options))
+    if norm == "batch_renorm" and spatial:
+        from bnlib import nn as bnlib_nn  # options: rmax, dmax
+
+        return bnlib_nn.BatchRenorm2d(num_features, **dict(options))
     raise ValueError(f"unknown norm {norm!r}: use one of {', '.join(map(repr, NORMS))} or None")
 
 
@@ -96,8 +99,9 @@ def three_conv_net(
         norm: any normalisation of :data:`NORMS` in the same places instead (``None``: none).
         groups: groups for ``norm="group"``.
         norm_options: keyword arguments (dict or ``(name, value)`` pairs) for ``"ghost_batch"``
-            (``ghost_batch_size``) and ``"batch_renorm"`` (``rmax``, ``dmax``, ``warmup_steps``,
-            ``ghost_batch_size``): see :mod:`bnlib.variants`.
+            (:class:`bnlib.variants.GhostBatchNorm2d`: ``ghost_batch_size``, ``rmax``, ``dmax``,
+            ``warmup_steps``) and ``"batch_renorm"`` (:class:`bnlib.nn.BatchRenorm2d`: ``rmax``,
+            ``dmax``).
     """
     if batch_norm and norm not in (None, "batch"):
         raise ValueError(f"batch_norm=True and norm={norm!r} disagree: pass only one of them")

@@ -1,26 +1,21 @@
-"""Variants of normalisation for chapter 04: ghost batch norm, batch renormalisation, RMSNorm, and
-the invariance measurements of Ba et al. (2016, Table 1).
+"""Variants of normalisation for chapter 04: ghost batch norm, the invariance measurements of Ba
+et al. (2016, Table 1), and the batch-size experiment (after Wu & He 2018).
 
 * :class:`GhostBatchNorm2d` computes batch-norm statistics over groups of ``ghost_batch_size``
   images inside each mini-batch, so one optimiser batch of 32 can be normalised as if it had been
   spread over 32 / k devices of k images each (Wu & He's "images per GPU", Hoffer et al.'s
-  "ghost batches"). With ``ghost_batch_size`` equal to the batch it is ``torch.nn.BatchNorm2d``.
-* :class:`BatchRenorm2d` is batch renormalisation (Ioffe 2017): the batch-normalised value is
-  corrected towards what the running statistics would give,
-  ``x_hat = (x - mu_B) / sigma_B * r + d`` with ``r = clip(sigma_B / sigma, 1/rmax, rmax)`` and
-  ``d = clip((mu_B - mu) / sigma, -dmax, dmax)``, both treated as constants by the gradient.
-  With ``rmax = 1`` and ``dmax = 0`` it is batch norm. It can also use ghost batches.
-* :class:`RMSNorm` (Zhang & Sennrich 2019) divides by the root mean square over the last
-  dimensions and does not subtract a mean; same constructor as ``torch.nn.RMSNorm``.
-* :func:`invariance_differences` measures, for BN, LN, RMSNorm and weight normalisation after a
-  linear layer, how much the output changes when the weights or the data are re-scaled or
-  re-centred (:data:`TRANSFORMATIONS`); :func:`invariance_table` turns that into the table of
-  Ba et al., and :data:`BA_2016_TABLE` holds the published verdicts to compare with.
+  "ghost batches"). With ``ghost_batch_size`` equal to the batch it is ``torch.nn.BatchNorm2d``;
+  with ``rmax``/``dmax`` it batch-renormalises each group (Ioffe 2017), as
+  :class:`bnlib.nn.BatchRenorm2d` does for a whole batch.
+* :func:`invariance_differences` measures, for BN, weight norm, LN and RMSNorm after a linear
+  layer, how much the output changes when the weights or the data are re-scaled or re-centred
+  (:data:`TRANSFORMATIONS`); :func:`invariance_table` turns that into the table of Ba et al.,
+  and :data:`BA_2016_TABLE` holds the published verdicts to compare with.
+* :func:`batch_size_configs`, :func:`batch_size_experiment` and :func:`summarise`: test error
+  against the number of images the normalisation averages over, at a fixed optimiser batch.
 
-Running statistics follow PyTorch's conventions (biased variance to normalise, unbiased variance
-in ``running_var``, ``running = (1 - momentum) * running + momentum * batch``) so that the special
-cases equal ``torch.nn.BatchNorm2d`` exactly. With ghost batches, the running statistics move
-once per forward pass, towards the average of the ghost batches' statistics.
+The other layers the chapter uses (LayerNorm, GroupNorm, InstanceNorm2d, BatchRenorm2d,
+RMSNorm) are in :mod:`bnlib.nn`.
 """
 
 from __future__ import annotations
@@ -46,11 +41,9 @@ __all__ = [
     "GN",
     "METHODS",
     "TRANSFORMATIONS",
-    "BatchRenorm2d",
     "batch_size_configs",
     "batch_size_experiment",
     "GhostBatchNorm2d",
-    "RMSNorm",
     "invariance_differences",
     "invariance_markdown",
     "invariance_table",
@@ -64,66 +57,72 @@ def _per_channel(t: Tensor) -> Tensor:
     return t.view(1, -1, 1, 1)
 
 
-# --------------------------------------------------------------------------- batch renorm, ghosts
+# --------------------------------------------------------------------------- ghost batches
 
 
-class BatchRenorm2d(nn.Module):
-    """Batch renormalisation (Ioffe 2017) over (N, C, H, W) inputs, optionally over ghost batches.
+class GhostBatchNorm2d(nn.Module):
+    """Batch norm (optionally batch renorm) whose statistics run over groups of ``ghost_batch_size``
+    images of the batch, for (N, C, H, W) inputs.
 
-    Training, per channel, with the batch (or ghost batch) mean ``mu_B`` and biased variance
-    ``var_B``, ``sigma_B = sqrt(var_B + eps)`` and the running ``sigma = sqrt(running_var + eps)``::
+    Each consecutive group of k = ``ghost_batch_size`` images (the last may be smaller) is
+    normalised with its own per-channel mean ``mu_B`` and biased variance ``var_B``, exactly as
+    ``torch.nn.BatchNorm2d`` would normalise it alone; the gradient flows only within a group.
+    With ``rmax > 1`` or ``dmax > 0`` each group is batch-renormalised instead (Ioffe 2017, as
+    :class:`bnlib.nn.BatchRenorm2d`): with ``sigma_B = sqrt(var_B + eps)`` and the running
+    ``sigma = sqrt(running_var + eps)``::
 
-        r = clip(sigma_B / sigma, 1 / rmax, rmax)          (no gradient)
+        r = clip(sigma_B / sigma, 1 / rmax, rmax)             (no gradient)
         d = clip((mu_B - running_mean) / sigma, -dmax, dmax)  (no gradient)
         y = weight * ((x - mu_B) / sigma_B * r + d) + bias
 
-    Eval mode uses the running statistics, as batch norm does. ``rmax = 1, dmax = 0`` is batch
-    norm. The paper starts with ``rmax = 1, dmax = 0`` and relaxes them; ``warmup_steps`` does that
-    linearly over the first training steps (counted by ``num_batches_tracked``), and ``rmax`` /
-    ``dmax`` stay plain attributes a schedule of one's own may set.
+    The paper starts from ``rmax = 1, dmax = 0`` (batch norm) and relaxes them: ``warmup_steps``
+    does that linearly over the first training steps (counted by ``num_batches_tracked``);
+    ``rmax`` and ``dmax`` stay plain attributes a schedule of one's own may set.
+
+    Running statistics (PyTorch's convention: unbiased variance, ``running = (1 - momentum) *
+    running + momentum * batch``) move once per forward pass, towards the average of the groups'
+    means and unbiased variances; eval mode uses them. ``ghost_batch_size >= N`` with the default
+    ``rmax = 1, dmax = 0`` is ``torch.nn.BatchNorm2d``. Parameters and buffers as in BatchNorm2d.
 
     Args:
         num_features: channels C.
-        eps: added to the variances.
-        momentum: running-statistics momentum (a number; PyTorch's convention).
-        affine: learn ``weight`` and ``bias`` of shape (C,).
-        rmax: the largest allowed ratio ``sigma_B / sigma`` (>= 1).
-        dmax: the largest allowed shift ``|mu_B - mu| / sigma`` (>= 0).
+        ghost_batch_size: images per normalisation group (k).
+        eps, momentum, affine: as in ``torch.nn.BatchNorm2d`` (momentum a number).
+        rmax: largest allowed ``sigma_B / sigma`` (>= 1; 1: no renormalisation of the scale).
+        dmax: largest allowed ``|mu_B - mu| / sigma`` (>= 0; 0: no renormalisation of the shift).
         warmup_steps: steps over which the limits grow from (1, 0) to (rmax, dmax); 0: none.
-        ghost_batch_size: if set, statistics over consecutive groups of this many images of the
-            batch (the last group may be smaller) instead of the whole batch.
 
-    Running statistics: ``running_var`` holds the unbiased variance, as in PyTorch (the paper
-    keeps a moving average of sigma instead); with ghost batches it moves towards the average of
-    the ghost batches' statistics, once per forward pass.
+    Each group goes through torch's batch-norm kernel (``F.batch_norm``) for speed; chapter 02
+    and :mod:`bnlib.nn` write that kernel out.
     """
 
     def __init__(
         self,
         num_features: int,
+        ghost_batch_size: int,
         eps: float = 1e-5,
         momentum: float = 0.1,
         affine: bool = True,
-        rmax: float = 3.0,
-        dmax: float = 5.0,
+        *,
+        rmax: float = 1.0,
+        dmax: float = 0.0,
         warmup_steps: int = 0,
-        ghost_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
             raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
-        if ghost_batch_size is not None and ghost_batch_size < 1:
-            raise ValueError(f"ghost_batch_size must be None or a positive integer, got {ghost_batch_size}")
+        if not isinstance(ghost_batch_size, numbers.Integral) or ghost_batch_size < 1:
+            raise ValueError(f"ghost_batch_size must be a positive integer, got {ghost_batch_size!r}")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be 0 or more, got {warmup_steps}")
         self.num_features = num_features
+        self.ghost_batch_size = int(ghost_batch_size)
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
         self.rmax = rmax
         self.dmax = dmax
         self.warmup_steps = warmup_steps
-        self.ghost_batch_size = ghost_batch_size
         self._check_limits()
         if affine:
             self.weight = nn.Parameter(torch.ones(num_features))
@@ -142,11 +141,11 @@ class BatchRenorm2d(nn.Module):
             raise ValueError(f"dmax must be at least 0 (d is clipped to [-dmax, dmax]), got {self.dmax}")
 
     def extra_repr(self) -> str:
-        ghost = f", ghost_batch_size={self.ghost_batch_size}" if self.ghost_batch_size else ""
-        return (
-            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-            f"rmax={self.rmax}, dmax={self.dmax}, warmup_steps={self.warmup_steps}{ghost}"
-        )
+        text = (f"{self.num_features}, ghost_batch_size={self.ghost_batch_size}, eps={self.eps}, "
+                f"momentum={self.momentum}, affine={self.affine}")
+        if self.rmax != 1 or self.dmax != 0:
+            text += f", rmax={self.rmax}, dmax={self.dmax}, warmup_steps={self.warmup_steps}"
+        return text
 
     def current_limits(self) -> tuple[float, float]:
         """``(rmax, dmax)`` in force now: relaxed linearly from (1, 0) over ``warmup_steps``."""
@@ -155,10 +154,6 @@ class BatchRenorm2d(nn.Module):
             return float(self.rmax), float(self.dmax)
         progress = min(1.0, int(self.num_batches_tracked) / self.warmup_steps)
         return 1.0 + (self.rmax - 1.0) * progress, self.dmax * progress
-
-    def _ghost_batches(self, x: Tensor) -> list[Tensor]:
-        size = self.ghost_batch_size or len(x)
-        return list(torch.split(x, size, dim=0))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4:
@@ -181,15 +176,15 @@ class BatchRenorm2d(nn.Module):
         renorm = rmax != 1.0 or dmax != 0.0
         sigma = torch.sqrt(self.running_var + self.eps)
         outputs, means, unbiased_vars = [], [], []
-        for ghost in self._ghost_batches(x):
+        for ghost in torch.split(x, self.ghost_batch_size, dim=0):
             m = ghost.numel() // ghost.shape[1]  # values per channel in this ghost batch
             if m < 2:
                 raise ValueError(
-                    f"a (ghost) batch of shape {tuple(ghost.shape)} has one value per channel: its "
+                    f"a ghost batch of shape {tuple(ghost.shape)} has one value per channel: its "
                     "variance is undefined; use larger batches or a larger ghost_batch_size"
                 )
-            # torch's batch-norm kernel (chapter 02 and bnlib.nn write it out): with momentum 1
-            # it overwrites `mean` and `unbiased` with this ghost batch's mean and unbiased variance
+            # with momentum 1, F.batch_norm overwrites `mean` and `unbiased` with this ghost
+            # batch's mean and unbiased variance
             mean = torch.zeros(self.num_features, dtype=x.dtype, device=x.device)
             unbiased = torch.ones(self.num_features, dtype=x.dtype, device=x.device)
             if renorm:
@@ -213,90 +208,6 @@ class BatchRenorm2d(nn.Module):
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
-class GhostBatchNorm2d(BatchRenorm2d):
-    """Batch norm whose statistics run over groups of ``ghost_batch_size`` images of the batch.
-
-    Each consecutive group of ``ghost_batch_size`` images (the last may be smaller) is normalised
-    with its own mean and biased variance, exactly as ``torch.nn.BatchNorm2d`` would normalise it
-    alone; the gradient flows only within a group. The running statistics move once per forward
-    pass, towards the average of the groups' means and unbiased variances; eval mode uses them.
-    ``ghost_batch_size >= N`` is ``torch.nn.BatchNorm2d``.
-
-    Args:
-        num_features: channels C.
-        ghost_batch_size: images per normalisation group (k).
-        eps, momentum, affine: as in ``torch.nn.BatchNorm2d``.
-    """
-
-    def __init__(
-        self,
-        num_features: int,
-        ghost_batch_size: int,
-        eps: float = 1e-5,
-        momentum: float = 0.1,
-        affine: bool = True,
-    ) -> None:
-        super().__init__(num_features, eps, momentum, affine, rmax=1.0, dmax=0.0,
-                         ghost_batch_size=ghost_batch_size)
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.num_features}, ghost_batch_size={self.ghost_batch_size}, eps={self.eps}, "
-            f"momentum={self.momentum}, affine={self.affine}"
-        )
-
-
-# --------------------------------------------------------------------------- RMSNorm
-
-
-class RMSNorm(nn.Module):
-    """Root-mean-square normalisation (Zhang & Sennrich 2019) over the last dimensions.
-
-    ``y = x / sqrt(mean(x**2) + eps) * weight``, the mean over the trailing ``normalized_shape``
-    dimensions of each sample; no mean is subtracted and there is no bias. Same constructor,
-    parameter and default ``eps`` (``None``: ``torch.finfo(x.dtype).eps``) as ``torch.nn.RMSNorm``.
-    """
-
-    def __init__(
-        self,
-        normalized_shape: int | Sequence[int],
-        eps: float | None = None,
-        elementwise_affine: bool = True,
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__()
-        if isinstance(normalized_shape, numbers.Integral):
-            normalized_shape = (normalized_shape,)
-        self.normalized_shape = tuple(int(n) for n in normalized_shape)
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.ones(self.normalized_shape, device=device, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
-
-    def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
-
-    def reset_parameters(self) -> None:
-        """``weight`` = 1."""
-        if self.weight is not None:
-            nn.init.ones_(self.weight)
-
-    def forward(self, x: Tensor) -> Tensor:
-        d = len(self.normalized_shape)
-        if tuple(x.shape[x.dim() - d:]) != self.normalized_shape:
-            raise RuntimeError(
-                f"RMSNorm{self.normalized_shape} normalises the last {d} dimension(s), but the "
-                f"input has shape {tuple(x.shape)}; pass an input ending in {self.normalized_shape}"
-            )
-        eps = torch.finfo(x.dtype).eps if self.eps is None else self.eps
-        dims = tuple(range(x.dim() - d, x.dim()))
-        y = x * torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps)
-        return y * self.weight if self.weight is not None else y
-
-
 # --------------------------------------------------------------------------- invariance (Ba et al.)
 
 #: The normalisations compared, each applied to the pre-activations ``a = x @ W.T`` of a linear
@@ -312,7 +223,7 @@ def normalised_linear(method: str, weight: Tensor, x: Tensor) -> Tensor:
     Args:
         method: one of :data:`METHODS`: ``"batch norm"`` (per unit over the N cases,
             ``bnlib.nn.BatchNorm1d`` in training mode), ``"layer norm"`` (per case over the H
-            units, ``bnlib.nn.LayerNorm``), ``"RMSNorm"`` (per case, :class:`RMSNorm`),
+            units, ``bnlib.nn.LayerNorm``), ``"RMSNorm"`` (per case, ``bnlib.nn.RMSNorm``),
             ``"weight norm"`` (each unit's weight vector divided by its length, Salimans & Kingma).
         weight: (H, D) weights; x: (N, D) inputs.
     """
@@ -324,7 +235,7 @@ def normalised_linear(method: str, weight: Tensor, x: Tensor) -> Tensor:
     if method == "layer norm":
         return bnlib_nn.LayerNorm(hidden, eps=_EPS, elementwise_affine=False)(a)
     if method == "RMSNorm":
-        return RMSNorm(hidden, eps=_EPS, elementwise_affine=False)(a)
+        return bnlib_nn.RMSNorm(hidden, eps=_EPS, elementwise_affine=False)(a)
     if method == "weight norm":
         return a / torch.linalg.vector_norm(weight, dim=1)
     raise ValueError(f"unknown method {method!r}: use one of {', '.join(map(repr, METHODS))}")
@@ -470,7 +381,7 @@ def batch_size_configs(
     * :data:`BN_GHOST`: batch norm with statistics over ghost batches of k images, k in ``sizes``;
     * :data:`GN`: group norm (``groups`` groups; independent of k, run once, drawn as a flat line);
     * :data:`BRN_GHOST`: batch renorm (rmax 3, dmax 5, relaxed from (1, 0) over the first epoch)
-      over ghost batches of k, k in ``renorm_sizes``;
+      over ghost batches of k, k in ``renorm_sizes`` (``norm="ghost_batch"`` with ``rmax``, ``dmax``);
     * :data:`BN_SMALL`: plain batch norm trained with real mini-batches of k images, k in
       ``real_sizes``, with the learning rate scaled by k / batch_size (so the same epochs cost
       batch_size / k times more steps): a check that ghost batches behave as small batches do.
@@ -490,7 +401,7 @@ def batch_size_configs(
         out.append((GN, 0, base.replace(model_kwargs={"norm": "group", "groups": groups}, seed=seed)))
         for k in renorm_sizes:
             options = {"ghost_batch_size": k, "rmax": 3.0, "dmax": 5.0, "warmup_steps": steps_per_epoch}
-            kwargs = {"norm": "batch_renorm", "norm_options": options}
+            kwargs = {"norm": "ghost_batch", "norm_options": options}
             out.append((BRN_GHOST, k, base.replace(model_kwargs=kwargs, seed=seed)))
         for k in real_sizes:
             out.append((BN_SMALL, k, base.replace(model_kwargs={"norm": "batch"}, seed=seed,

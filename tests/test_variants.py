@@ -1,5 +1,6 @@
 """bnlib.variants against independent references: torch's own layers, direct formulas written out
-here, hand-computed cases, and the published invariance tables."""
+here, hand-computed cases, and the published invariance tables. (bnlib.nn's BatchRenorm2d and
+RMSNorm are tested in test_nn.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 from torch import nn
 
 from bnlib import models, variants
-from bnlib.variants import BatchRenorm2d, GhostBatchNorm2d, RMSNorm
+from bnlib import nn as bnlib_nn
+from bnlib.variants import GhostBatchNorm2d
 
 
 
@@ -53,7 +55,7 @@ def _assert_same_running_stats(a: nn.Module, b: nn.Module) -> None:
 @pytest.mark.parametrize(
     "make", [lambda: GhostBatchNorm2d(3, ghost_batch_size=8, momentum=0.3),
              lambda: GhostBatchNorm2d(3, ghost_batch_size=100, momentum=0.3),
-             lambda: BatchRenorm2d(3, momentum=0.3, rmax=1.0, dmax=0.0)],
+             lambda: GhostBatchNorm2d(3, 8, momentum=0.3, rmax=1.0, dmax=0.0, warmup_steps=5)],
     ids=["ghost=N", "ghost>N", "renorm r=1 d=0"],
 )
 def test_special_cases_equal_torch_batch_norm(make):
@@ -117,7 +119,7 @@ def _renorm_reference(x, weight, bias, running_mean, running_var, eps, rmax, dma
 def test_batch_renorm_matches_the_paper_formula_with_clipping():
     x = _batches(1, n=6, c=4)[0]
     dy = _batches(1, n=6, c=4, seed=9)[0]
-    layer = BatchRenorm2d(4, rmax=2.0, dmax=0.5, momentum=0.1)
+    layer = GhostBatchNorm2d(4, 6, rmax=2.0, dmax=0.5, momentum=0.1)
     _affine(layer)
     # running statistics chosen so that r and d are clipped in some channels and not in others
     layer.running_mean.copy_(torch.tensor([1.0, 0.0, 5.0, -3.0]))
@@ -140,14 +142,14 @@ def test_batch_renorm_matches_the_paper_formula_with_clipping():
 def test_batch_renorm_hand_computed_channel():
     """One channel, values 0 and 2 (mean 1, biased variance 1), running mean 0 and variance 4,
     eps ~ 0: sigma_B = 1, sigma = 2, r = 1/2, d = 1/2, so x_hat = (x - 1) * 1/2 + 1/2 = x / 2."""
-    layer = BatchRenorm2d(1, eps=1e-14, rmax=3.0, dmax=5.0)
+    layer = GhostBatchNorm2d(1, 2, eps=1e-14, rmax=3.0, dmax=5.0)
     layer.running_var.fill_(4.0)
     x = torch.tensor([0.0, 2.0]).view(2, 1, 1, 1)
     torch.testing.assert_close(layer(x).detach().flatten(), torch.tensor([0.0, 1.0]), rtol=0, atol=1e-13)
 
 
 def test_batch_renorm_first_warmup_step_is_batch_norm():
-    ours, theirs = BatchRenorm2d(3, rmax=3.0, dmax=5.0, warmup_steps=100), nn.BatchNorm2d(3)
+    ours, theirs = GhostBatchNorm2d(3, 8, rmax=3.0, dmax=5.0, warmup_steps=100), nn.BatchNorm2d(3)
     x = _batches(1)[0]
     torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-12)
     _assert_same_running_stats(ours, theirs)
@@ -155,8 +157,27 @@ def test_batch_renorm_first_warmup_step_is_batch_norm():
     torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-12)
 
 
+def test_ghost_renorm_groups_equal_whole_batch_renorm_on_each_group():
+    """With rmax/dmax, each ghost batch is renormalised against the same running statistics,
+    as bnlib.nn.BatchRenorm2d (tested against the paper in test_nn.py) would do it alone."""
+    x, dy = _batches(1, n=8)[0], _batches(1, n=8, seed=4)[0]
+    ghost = GhostBatchNorm2d(3, 4, rmax=1.5, dmax=0.2)
+    ghost.running_mean.copy_(torch.tensor([0.5, 2.0, -1.0]))
+    ghost.running_var.copy_(torch.tensor([1.0, 9.0, 0.3]))
+    _affine(ghost)
+    y, dx, _, _ = _forward_backward(ghost, x, dy)
+    for start in (0, 4):
+        alone = bnlib_nn.BatchRenorm2d(3, rmax=1.5, dmax=0.2)
+        alone.load_state_dict({**ghost.state_dict(), "running_mean": torch.tensor([0.5, 2.0, -1.0]),
+                               "running_var": torch.tensor([1.0, 9.0, 0.3]),
+                               "num_batches_tracked": torch.tensor(0)})
+        y_g, dx_g, _, _ = _forward_backward(alone, x[start:start + 4], dy[start:start + 4])
+        torch.testing.assert_close(y[start:start + 4], y_g, rtol=0, atol=1e-12)
+        torch.testing.assert_close(dx[start:start + 4], dx_g, rtol=0, atol=1e-12)
+
+
 def test_warmup_relaxes_limits_linearly():
-    layer = BatchRenorm2d(2, rmax=3.0, dmax=5.0, warmup_steps=100)
+    layer = GhostBatchNorm2d(2, 4, rmax=3.0, dmax=5.0, warmup_steps=100)
     assert layer.current_limits() == (1.0, 0.0)
     layer.num_batches_tracked.fill_(50)
     assert layer.current_limits() == (2.0, 2.5)
@@ -168,9 +189,9 @@ def test_warmup_relaxes_limits_linearly():
 
 def test_bad_arguments_are_rejected_clearly():
     with pytest.raises(ValueError, match="rmax must be at least 1"):
-        BatchRenorm2d(2, rmax=0.5)
+        GhostBatchNorm2d(2, 4, rmax=0.5)
     with pytest.raises(ValueError, match="dmax must be at least 0"):
-        BatchRenorm2d(2, dmax=-1)
+        GhostBatchNorm2d(2, 4, dmax=-1)
     with pytest.raises(ValueError, match="ghost_batch_size"):
         GhostBatchNorm2d(2, ghost_batch_size=0)
     with pytest.raises(ValueError, match="one value per channel"):
@@ -179,42 +200,6 @@ def test_bad_arguments_are_rejected_clearly():
         GhostBatchNorm2d(2, ghost_batch_size=2)(torch.randn(4, 2))
     with pytest.raises(ValueError, match="num_features=3"):
         GhostBatchNorm2d(2, ghost_batch_size=2)(torch.randn(4, 3, 2, 2))
-
-
-# --------------------------------------------------------------------------- RMSNorm
-
-
-@pytest.mark.parametrize("shape, normalized", [((4, 6), 6), ((2, 3, 5), (3, 5)), ((7, 5), [5])])
-@pytest.mark.parametrize("eps", [None, 1e-3])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_rms_norm_equals_torch(shape, normalized, eps, dtype):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=g, dtype=dtype)
-    dy = torch.randn(shape, generator=g, dtype=dtype)
-    ours = RMSNorm(normalized, eps=eps, dtype=dtype)
-    theirs = nn.RMSNorm(normalized, eps=eps, dtype=dtype)
-    with torch.no_grad():
-        ours.weight.copy_(torch.rand(ours.weight.shape, generator=g, dtype=dtype) + 0.5)
-    theirs.load_state_dict(ours.state_dict())
-    tol = 1e-6 if dtype == torch.float32 else 1e-13
-    results = []
-    for layer in (ours, theirs):
-        xi = x.clone().requires_grad_()
-        y = layer(xi)
-        (y * dy).sum().backward()
-        results.append((y.detach(), xi.grad, layer.weight.grad))
-    for got, want in zip(*results):
-        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
-
-
-def test_rms_norm_hand_computed():
-    """(3, 4): mean of squares 12.5, so y = (3, 4) / sqrt(12.5); no mean is subtracted."""
-    y = RMSNorm(2, eps=0.0)(torch.tensor([[3.0, 4.0]]))
-    root = math.sqrt(12.5)
-    torch.testing.assert_close(y.detach(), torch.tensor([[3 / root, 4 / root]]), rtol=0, atol=1e-15)
-    assert RMSNorm(2, elementwise_affine=False).weight is None
-    with pytest.raises(RuntimeError, match="last 1 dimension"):
-        RMSNorm(3)(torch.randn(2, 4))
 
 
 # --------------------------------------------------------------------------- invariances
@@ -267,7 +252,8 @@ def test_batch_size_configs_build_the_layers_they_name():
     layers = [c.build_model()[1] for _, _, c in configs[:5]]
     assert isinstance(layers[0], GhostBatchNorm2d) and layers[1].ghost_batch_size == 2
     assert isinstance(layers[2], nn.GroupNorm) and layers[2].num_groups == 4
-    assert isinstance(layers[3], BatchRenorm2d) and layers[3].warmup_steps == 2  # 64 / 32 steps
+    assert isinstance(layers[3], GhostBatchNorm2d) and layers[3].ghost_batch_size == 2
+    assert (layers[3].rmax, layers[3].dmax, layers[3].warmup_steps) == (3.0, 5.0, 2)  # 64 / 32 steps
     assert isinstance(layers[4], nn.BatchNorm2d)
     assert configs[4][2].batch_size == 4 and configs[4][2].lr == pytest.approx(0.01 * 4 / 32)
     assert {c.optimizer for _, _, c in configs} == {"momentum"}
@@ -279,6 +265,8 @@ def test_models_registry_passes_norm_options():
     net = models.three_conv_net(norm="ghost_batch", norm_options={"ghost_batch_size": 4})
     assert [m.ghost_batch_size for m in net if isinstance(m, GhostBatchNorm2d)] == [4, 4, 4]
     assert net(torch.randn(8, 1, 32, 32)).shape == (8, 10)
+    net = models.three_conv_net(norm="batch_renorm", norm_options=(("rmax", 2.0),))
+    assert isinstance(net[1], bnlib_nn.BatchRenorm2d) and net[1].rmax == 2.0
 
 
 def test_summarise_hand_computed():
