@@ -17,6 +17,8 @@ change in the distribution of a layer's inputs while the layers before it train.
   gradient direction (Santurkar et al., Figure 4): range of the loss, change of the gradient
   ("gradient predictiveness") and the effective beta-smoothness.
 * :func:`accuracy` and :class:`AccuracyProbe`: accuracy on a fixed set every ``k`` steps.
+* :func:`band_summary` and :func:`comparison`: numbers and words for the text, computed from
+  the measurements (so a sentence says "wider" only when the data is wider).
 
 Probes follow :class:`StepProbe`, the protocol of :func:`bnlib.training.run`: ``start(model)``
 once before training, ``after_step(step, model, inputs, targets)`` after every optimizer step,
@@ -53,6 +55,8 @@ __all__ = [
     "StepProbe",
     "accuracy",
     "activation_percentiles",
+    "band_summary",
+    "comparison",
     "gradient_landscape",
     "ics_measure",
     "last_module_name",
@@ -712,3 +716,41 @@ class LandscapeProbe:
 
     def result(self) -> dict:
         return {k: list(v) for k, v in self._rows.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries for the text
+# --------------------------------------------------------------------------------------------
+
+
+def band_summary(
+    result: dict, lower: str = "p15", middle: str = "p50", upper: str = "p85"
+) -> dict[str, float]:
+    """How wide and how steady a percentile band is, from an :class:`ActivationPercentileProbe`
+    result.
+
+    Returns:
+        ``median_width``: median over measurements of ``upper - lower`` (the spread of the
+        distribution); ``middle_range``: max - min of ``middle`` over all measurements (how far
+        the distribution's centre travelled during training); ``middle_jitter``: mean absolute
+        change of ``middle`` between consecutive measurements (how much it moves step to step).
+        Units: those of the measured activation.
+    """
+    lo, mid, hi = (torch.tensor(result[k], dtype=torch.float64) for k in (lower, middle, upper))
+    if len(mid) < 2:
+        raise ValueError("band_summary needs at least two measurements")
+    return {
+        "median_width": float((hi - lo).median()),
+        "middle_range": float(mid.max() - mid.min()),
+        "middle_jitter": float(mid.diff().abs().mean()),
+    }
+
+
+def comparison(a: float, b: float, less: str = "smaller", more: str = "larger",
+               same: str = "equal") -> str:
+    """The word that makes "a is ___ than b" true: ``less`` if a < b, ``more`` if a > b."""
+    if a < b:
+        return less
+    if a > b:
+        return more
+    return same
