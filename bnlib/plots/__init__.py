@@ -5,7 +5,6 @@ One submodule per topic; each function takes data and returns a ``matplotlib.fig
 """
 
 from bnlib.plots.data import digit_grid
+from bnlib.plots.training import accuracy_per_epoch, descent_path, train_loss_per_epoch
 from bnlib.plots.equations import affine_frame, batch_size_frame, computational_graph, normalised_axes
 from bnlib.plots.shift import figure1, ics_over_steps, landscape_over_steps, percentile_bands
-
-__all__ = ["digit_grid"]
