@@ -71,9 +71,10 @@ class BatchNormFunction(torch.autograd.Function):
         dbeta  = sum(dy)                dgamma = sum(dy * x_hat)
         dx     = gamma * inv_std / m * (m * dy - dbeta - x_hat * dgamma)
 
-    regrouped per channel as ``dx = k_dy * dy + k_x_hat * x_hat + k_0``: two passes over the data
-    and no temporary besides ``dx``. It saves ``x_hat`` (not ``x``), so no sum in the backward
-    suffers cancellation when the channel mean is large. Only first derivatives are supported.
+    regrouped per channel as ``dx = k_dy * dy + k_x_hat * x_hat + k_0``: two passes over the data,
+    into the buffer of the one temporary. It saves ``x_hat`` (not ``x``), so no sum in the
+    backward suffers cancellation when a channel's mean is large against its spread. Only first
+    derivatives are supported (a second one raises an error rather than coming out wrong).
     """
 
     @staticmethod
@@ -81,15 +82,21 @@ class BatchNormFunction(torch.autograd.Function):
         dims = (0, *range(2, x.dim()))
         mean = x.mean(dims)
         x_hat = x - _per_channel(mean, x.dim())  # centred for now, normalised in place below
-        var = (x_hat * x_hat).mean(dims)  # biased: divide by m
+        squares = x_hat * x_hat
+        var = squares.mean(dims)  # biased: divide by m
         inv_std = torch.rsqrt(var + eps)
         x_hat.mul_(_per_channel(inv_std, x.dim()))
-        if weight is None:
-            y = x_hat.clone() if bias is None else x_hat + _per_channel(bias, x.dim())
-        elif bias is None:
-            y = x_hat * _per_channel(weight, x.dim())
+        # y = weight * x_hat + bias, written into the buffer of the squares (no new allocation)
+        w = None if weight is None else _per_channel(weight, x.dim())
+        b = None if bias is None else _per_channel(bias, x.dim())
+        if w is not None and b is not None:
+            y = torch.addcmul(b, x_hat, w, out=squares)
+        elif w is not None:
+            y = torch.mul(x_hat, w, out=squares)
+        elif b is not None:
+            y = torch.add(x_hat, b, out=squares)
         else:
-            y = torch.addcmul(_per_channel(bias, x.dim()), x_hat, _per_channel(weight, x.dim()))
+            y = squares.copy_(x_hat)
         ctx.save_for_backward(x_hat, weight, inv_std)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
@@ -101,14 +108,18 @@ class BatchNormFunction(torch.autograd.Function):
         dims = (0, *range(2, x_hat.dim()))
         m = x_hat.numel() // x_hat.shape[1]
         dbeta = dy.sum(dims)
-        dgamma = (dy * x_hat).sum(dims)
+        products = dy * x_hat
+        dgamma = products.sum(dims)
         dx = None
         if ctx.needs_input_grad[0]:
-            # dx = gamma * inv_std / m * (m * dy - dbeta - x_hat * dgamma), one coefficient per channel
+            # dx = gamma * inv_std / m * (m * dy - dbeta - x_hat * dgamma), one coefficient per
+            # channel, written into the buffer of the products (no new allocation)
             k_dy = inv_std if weight is None else weight * inv_std
             k_x_hat = -k_dy * dgamma / m
             k_0 = -k_dy * dbeta / m
-            dx = torch.addcmul(_per_channel(k_0, dy.dim()), x_hat, _per_channel(k_x_hat, dy.dim()))
+            dx = torch.addcmul(
+                _per_channel(k_0, dy.dim()), x_hat, _per_channel(k_x_hat, dy.dim()), out=products
+            )
             dx.addcmul_(dy, _per_channel(k_dy, dy.dim()))
         dweight = dgamma if ctx.needs_input_grad[1] else None
         dbias = dbeta if ctx.needs_input_grad[2] else None
