@@ -4,23 +4,28 @@ Run from the repository root::
 
     python benchmarks/layers.py                       # default shapes, prints a table
     python benchmarks/layers.py --json bench.json     # also writes the ratios as JSON
-    python benchmarks/layers.py --repeats 20 --threads 1
+    python benchmarks/layers.py --repeats 20 --threads 1 --threads 2
 
-For each shape (float32, training mode, a fresh gradient each call) the candidates are timed
-interleaved in one process -- torch, bnlib, torch, bnlib, ... -- so that a slow spell of a shared
+Each thread count asked for (default: 1, then torch's default) is measured in turn. For each
+shape (float32, training mode, a fresh gradient each call) the candidates are timed interleaved
+in one process -- torch, bnlib, torch, bnlib, ... -- so that a slow spell of a shared
 machine hits both alike, and the median of the per-round ratios ``bnlib / torch`` is reported
 (as well as each median time). Above 1 means bnlib is slower. The NumPy reference
 (:mod:`bnlib.reference`) is timed the same way against the same torch layer, with fewer repeats.
 
-JSON layout (``--json``): ``{"threads": int, "torch": version, "results": [{"shape": [...],
-"torch_ms": float, "bnlib_ms": float, "bnlib_over_torch": float, "numpy_ms": float,
-"numpy_over_torch": float}, ...]}``.
+JSON layout (``--json``): ``{"torch": version, "cpus": int, "load_before": [1, 5, 15 min],
+"load_after": [...], "results": [{"threads": int, "shape": [...], "torch_ms": float,
+"bnlib_ms": float, "bnlib_over_torch": float, "numpy_ms": float, "numpy_over_torch": float},
+...]}``. The load averages tell how busy the machine was: on a shared machine, measurements with
+as many threads as cores suffer most from the other processes (each parallel region waits for
+its slowest thread), so the one-thread ratios are the steadier ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -108,20 +113,30 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=40, help="timed rounds per shape (bnlib)")
     parser.add_argument("--numpy-repeats", type=int, default=5, help="timed rounds (NumPy)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, action="append", default=None,
+                        help="torch threads; repeat for several (default: 1 and torch's default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    results = [measure(s, args.repeats, args.numpy_repeats) for s in SHAPES]
-    report = {"threads": torch.get_num_threads(), "torch": torch.__version__, "results": results}
+    thread_counts = args.threads or sorted({1, torch.get_num_threads()})
+    report = {"torch": torch.__version__, "cpus": os.cpu_count(),
+              "load_before": list(os.getloadavg()), "results": []}
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        for shape in SHAPES:
+            result = measure(shape, args.repeats, args.numpy_repeats)
+            report["results"].append({"threads": threads, **result})
+    report["load_after"] = list(os.getloadavg())
 
-    print(f"BatchNorm2d forward+backward, float32, training mode, {report['threads']} thread(s)")
-    print(f"{'shape':>18} {'torch ms':>9} {'bnlib ms':>9} {'bnlib/torch':>12} {'numpy ms':>9} {'numpy/torch':>12}")
-    for r in results:
+    print("BatchNorm2d forward+backward, float32, training mode "
+          f"(load average before/after: {report['load_before'][0]:.1f}/{report['load_after'][0]:.1f}"
+          f" on {report['cpus']} CPUs)")
+    print(f"{'threads':>7} {'shape':>18} {'torch ms':>9} {'bnlib ms':>9} {'bnlib/torch':>12} "
+          f"{'numpy ms':>9} {'numpy/torch':>12}")
+    for r in report["results"]:
         print(
-            f"{str(tuple(r['shape'])):>18} {r['torch_ms']:9.2f} {r['bnlib_ms']:9.2f} "
-            f"{r['bnlib_over_torch']:12.2f} {r['numpy_ms']:9.1f} {r['numpy_over_torch']:12.1f}"
+            f"{r['threads']:>7} {str(tuple(r['shape'])):>18} {r['torch_ms']:9.2f} "
+            f"{r['bnlib_ms']:9.2f} {r['bnlib_over_torch']:12.2f} {r['numpy_ms']:9.1f} "
+            f"{r['numpy_over_torch']:12.1f}"
         )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
