@@ -399,3 +399,56 @@ def test_rms_norm_rejects_wrong_shape_like_torch():
         torch.nn.RMSNorm(4)(x)
     with pytest.raises(torch_error.type, match="normalized_shape"):
         bn.RMSNorm(4)(x)
+
+
+# --- from scratch, and float32 -------------------------------------------------------------------------
+
+ALL_LAYERS = [
+    ("BatchNorm1d", lambda m: m.BatchNorm1d(3), (6, 3)),
+    ("BatchNorm2d", lambda m: m.BatchNorm2d(3), (4, 3, 5, 5)),
+    ("LayerNorm", lambda m: m.LayerNorm((3, 5)), (4, 3, 5)),
+    ("GroupNorm", lambda m: m.GroupNorm(3, 6), (4, 6, 4, 4)),
+    ("InstanceNorm2d", lambda m: m.InstanceNorm2d(3, affine=True), (4, 3, 5, 5)),
+    ("RMSNorm", lambda m: m.RMSNorm(5), (4, 3, 5)),
+]
+
+
+@pytest.mark.parametrize("name,make,shape", ALL_LAYERS, ids=[c[0] for c in ALL_LAYERS])
+def test_float32_spot_check(name, make, shape):
+    theirs, ours = make(torch.nn), make(bn)
+    _randomize(theirs, 12)
+    ours.load_state_dict(theirs.state_dict())
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(shape, generator=gen) * 2 + 3
+    dy = torch.randn(shape, generator=gen)
+    (y_t, g_t), (y_o, g_o) = _step(theirs, x, dy), _step(ours, x, dy)
+    torch.testing.assert_close(y_o, y_t, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_o, g_t):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+NATIVE_NORMS = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm",
+                "native_batch_norm", "native_layer_norm", "native_group_norm"]
+
+
+FROM_SCRATCH = ALL_LAYERS + [("BatchRenorm2d", lambda m: m.BatchRenorm2d(3), (4, 3, 5, 5))]
+
+
+@pytest.mark.parametrize("name,make,shape", FROM_SCRATCH, ids=[c[0] for c in FROM_SCRATCH])
+def test_no_call_to_torch_normalisation(monkeypatch, name, make, shape):
+    """Every torch normalisation entry point raises; bnlib's layers still run, train and eval."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("bnlib.nn called a torch normalisation function")
+
+    for module in (torch, torch.nn.functional):
+        for fn in NATIVE_NORMS:
+            if hasattr(module, fn):
+                monkeypatch.setattr(module, fn, refuse)
+    layer = make(bn)
+    x = torch.randn(shape, requires_grad=True)
+    layer(x).sum().backward()
+    layer.eval()
+    layer(x).sum().backward()
+    with pytest.raises(AssertionError, match="torch normalisation"):  # the patch is in force
+        torch.nn.functional.layer_norm(x, shape[-1:])
