@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> dict:
             report["results"].append({"threads": threads, **result})
     report["load_after"] = list(os.getloadavg())
 
+    load = f"{report['load_before'][0]:.1f}/{report['load_after'][0]:.1f}"
     print("BatchNorm2d forward+backward, float32, training mode "
-          f"(load average before/after: {report['load_before'][0]:.1f}/{report['load_after'][0]:.1f}"
-          f" on {report['cpus']} CPUs)")
+          f"(load average before/after: {load} on {report['cpus']} CPUs)")
     print(f"{'threads':>7} {'shape':>18} {'torch ms':>9} {'bnlib ms':>9} {'bnlib/torch':>12} "
           f"{'numpy ms':>9} {'numpy/torch':>12}")
     for r in report["results"]:

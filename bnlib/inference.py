@@ -120,7 +120,7 @@ def fold_all(model: nn.Module) -> nn.Module:
     return folded
 
 
-# --- exact population statistics ("precise BN") ----------------------------------------------------
+# --- exact population statistics ("precise BN") --------------------------------------------------
 
 
 class _ChannelMoments:

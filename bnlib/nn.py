@@ -571,7 +571,9 @@ class BatchRenorm2d(_BatchNorm):
         self._check_channels(x, uses_running_stats=True)
         _check_more_than_one_value(x)
         if self.rmax < 1 or self.dmax < 0:
-            raise ValueError(f"need rmax >= 1 and dmax >= 0, got rmax={self.rmax}, dmax={self.dmax}")
+            raise ValueError(
+                f"need rmax >= 1 and dmax >= 0, got rmax={self.rmax}, dmax={self.dmax}"
+            )
         x_hat, mean, var = BatchNormFunction.apply(x, None, None, self.eps)
         with torch.no_grad():  # r and d are constants for the backward pass
             running_std = torch.sqrt(self.running_var + self.eps)
@@ -612,7 +614,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
-            self.weight = nn.Parameter(torch.empty(self.normalized_shape, device=device, dtype=dtype))
+            self.weight = nn.Parameter(
+                torch.empty(self.normalized_shape, device=device, dtype=dtype)
+            )
         else:
             self.register_parameter("weight", None)
         self.reset_parameters()
@@ -623,7 +627,10 @@ class RMSNorm(nn.Module):
             nn.init.ones_(self.weight)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, "
+            f"elementwise_affine={self.elementwise_affine}"
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         k = len(self.normalized_shape)

@@ -122,7 +122,11 @@ def _affine_norm_forward(
     param_axes: tuple[int, ...],
     view_shape: tuple[int, ...] | None = None,
 ) -> tuple[np.ndarray, NormCache]:
-    """``y = gamma * x_hat + beta`` with ``x_hat`` normalised over ``axes`` of ``x`` seen in ``view_shape``."""
+    """``y = gamma * x_hat + beta`` with ``x_hat`` normalised over ``axes`` of ``x``.
+
+    ``x`` is seen as ``view_shape`` while normalising: ``x.shape`` by default; group norm passes
+    (N, G, C // G, *spatial).
+    """
     x = np.asarray(x, dtype=np.float64)
     view_shape = tuple(x.shape) if view_shape is None else tuple(view_shape)
     x_hat_view, inv_std = normalize_forward(x.reshape(view_shape), axes, eps)
@@ -165,7 +169,12 @@ def _broadcast_params(
 
 def _check_ndim(x: np.ndarray, minimum: int, what: str) -> None:
     if np.ndim(x) < minimum:
-        raise ValueError(f"{what} needs an input with at least {minimum} dimensions, got shape {np.shape(x)}")
+        raise ValueError(
+            f"{what} needs an input with at least {minimum} dimensions, got shape {np.shape(x)}"
+        )
+
+
+Grads = tuple[np.ndarray, np.ndarray, np.ndarray]  # (dx, dgamma, dbeta)
 
 
 # --- the four variants ----------------------------------------------------------------------------
@@ -183,7 +192,7 @@ def batch_norm_forward(
     return _affine_norm_forward(x, gamma, beta, eps, axes=axes, param_axes=axes)
 
 
-def batch_norm_backward(dy: np.ndarray, cache: NormCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def batch_norm_backward(dy: np.ndarray, cache: NormCache) -> Grads:
     """``(dx, dgamma, dbeta)`` of batch norm; ``dy`` has the shape of ``y``."""
     return _affine_norm_backward(dy, cache)
 
@@ -197,7 +206,7 @@ def layer_norm_forward(
     return _affine_norm_forward(x, gamma, beta, eps, axes=axes, param_axes=(0,))
 
 
-def layer_norm_backward(dy: np.ndarray, cache: NormCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def layer_norm_backward(dy: np.ndarray, cache: NormCache) -> Grads:
     """``(dx, dgamma, dbeta)`` of layer norm."""
     return _affine_norm_backward(dy, cache)
 
@@ -205,13 +214,13 @@ def layer_norm_backward(dy: np.ndarray, cache: NormCache) -> tuple[np.ndarray, n
 def instance_norm_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, NormCache]:
-    """Instance norm. ``x``: (N, C, *spatial); statistics per (sample, channel) over the spatial axes."""
+    """Instance norm. ``x``: (N, C, *spatial); statistics per (sample, channel) over space."""
     _check_ndim(x, 3, "instance_norm_forward")
     spatial = tuple(range(2, np.ndim(x)))
     return _affine_norm_forward(x, gamma, beta, eps, axes=spatial, param_axes=(0, *spatial))
 
 
-def instance_norm_backward(dy: np.ndarray, cache: NormCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def instance_norm_backward(dy: np.ndarray, cache: NormCache) -> Grads:
     """``(dx, dgamma, dbeta)`` of instance norm."""
     return _affine_norm_backward(dy, cache)
 
@@ -219,7 +228,7 @@ def instance_norm_backward(dy: np.ndarray, cache: NormCache) -> tuple[np.ndarray
 def group_norm_forward(
     x: np.ndarray, num_groups: int, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, NormCache]:
-    """Group norm. ``x``: (N, C, *spatial), C divisible by ``num_groups``; ``gamma``, ``beta``: (C,).
+    """Group norm. ``x``: (N, C, *spatial), C divisible by ``num_groups``; ``gamma``, ``beta``: (C,)
 
     The channels are split into ``num_groups`` groups of ``C // num_groups``; statistics per
     (sample, group) over the group's channels and every spatial axis. ``num_groups=1`` is layer norm
@@ -238,7 +247,7 @@ def group_norm_forward(
     return _affine_norm_forward(x, gamma, beta, eps, axes, param_axes, view_shape)
 
 
-def group_norm_backward(dy: np.ndarray, cache: NormCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def group_norm_backward(dy: np.ndarray, cache: NormCache) -> Grads:
     """``(dx, dgamma, dbeta)`` of group norm."""
     return _affine_norm_backward(dy, cache)
 

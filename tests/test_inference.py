@@ -1,4 +1,4 @@
-"""bnlib.inference: folding batch norm exactly, and recalibrating to statistics taken from the data."""
+"""bnlib.inference: folding batch norm exactly, recalibrating to statistics taken from the data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import bnlib.nn as bnn
-from bnlib.inference import fold_all, fold_batch_norm, recalibrate
+from bnlib.inference import fold_all, fold_batch_norm, is_batch_norm, recalibrate
 
 F64 = torch.float64
 
@@ -32,17 +32,22 @@ def _state(module):
 
 
 FOLD_CASES = [
-    ("conv with bias", lambda: nn.Conv2d(3, 5, 3, padding=1, dtype=F64), nn.BatchNorm2d, (4, 3, 6, 6)),
-    ("conv without bias", lambda: nn.Conv2d(3, 5, 3, bias=False, dtype=F64), nn.BatchNorm2d, (4, 3, 6, 6)),
-    ("grouped strided conv", lambda: nn.Conv2d(4, 6, 3, stride=2, groups=2, dtype=F64), bnn.BatchNorm2d,
-     (2, 4, 7, 7)),
+    ("conv with bias", lambda: nn.Conv2d(3, 5, 3, padding=1, dtype=F64), nn.BatchNorm2d,
+     (4, 3, 6, 6)),
+    ("conv without bias", lambda: nn.Conv2d(3, 5, 3, bias=False, dtype=F64), nn.BatchNorm2d,
+     (4, 3, 6, 6)),
+    ("grouped strided conv", lambda: nn.Conv2d(4, 6, 3, stride=2, groups=2, dtype=F64),
+     bnn.BatchNorm2d, (2, 4, 7, 7)),
     ("linear", lambda: nn.Linear(7, 4, dtype=F64), nn.BatchNorm1d, (6, 7)),
-    ("linear without bias, bnlib bn", lambda: nn.Linear(7, 4, bias=False, dtype=F64), bnn.BatchNorm1d, (6, 7)),
+    ("linear without bias, bnlib bn", lambda: nn.Linear(7, 4, bias=False, dtype=F64),
+     bnn.BatchNorm1d, (6, 7)),
     ("conv1d", lambda: nn.Conv1d(2, 3, 3, dtype=F64), nn.BatchNorm1d, (2, 2, 9)),
 ]
 
 
-@pytest.mark.parametrize("what,make_layer,bn_class,shape", FOLD_CASES, ids=[c[0] for c in FOLD_CASES])
+@pytest.mark.parametrize(
+    "what,make_layer,bn_class,shape", FOLD_CASES, ids=[c[0] for c in FOLD_CASES]
+)
 def test_fold_equals_eval_mode_pair(what, make_layer, bn_class, shape):
     torch.manual_seed(0)
     layer = make_layer()
@@ -68,7 +73,8 @@ def test_fold_float32():
 
 
 def test_fold_by_hand():
-    # y = 2x + 1 followed by bn(mean 3, var 4, gamma 0.5, beta 1, eps 0): 0.5*(2x + 1 - 3)/2 + 1 = 0.5x + 0.5
+    # y = 2x + 1, then bn(mean 3, var 4, gamma 0.5, beta 1, eps 0):
+    # 0.5 * (2x + 1 - 3) / 2 + 1 = 0.5x + 0.5
     layer = nn.Linear(1, 1, dtype=F64)
     bn = nn.BatchNorm1d(1, eps=0.0, dtype=F64)
     with torch.no_grad():
@@ -89,14 +95,19 @@ def test_fold_by_hand():
         (nn.Conv2d(3, 4, 3), nn.BatchNorm2d(5), ValueError, "output channels"),
         (nn.ConvTranspose2d(3, 4, 3), nn.BatchNorm2d(4), TypeError, "only nn.Linear"),
         (nn.ReLU(), nn.BatchNorm2d(4), TypeError, "ReLU"),
-        (nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False), ValueError, "running statistics"),
-        (nn.Conv2d(3, 4, 3), bnn.BatchNorm2d(4, track_running_stats=False), ValueError, "running statistics"),
+        (nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False), ValueError,
+         "running statistics"),
+        (nn.Conv2d(3, 4, 3), bnn.BatchNorm2d(4, track_running_stats=False), ValueError,
+         "running statistics"),
         (nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), TypeError, "expected a batch norm layer"),
     ],
 )
 def test_fold_rejects(layer, bn, error, match):
     with pytest.raises(error, match=match):
         fold_batch_norm(layer, bn)
+
+
+BN_PAIRS = [(nn.BatchNorm2d, nn.BatchNorm1d), (bnn.BatchNorm2d, bnn.BatchNorm1d)]
 
 
 def _net(bn2d=nn.BatchNorm2d, bn1d=nn.BatchNorm1d):
@@ -111,7 +122,7 @@ def _net(bn2d=nn.BatchNorm2d, bn1d=nn.BatchNorm1d):
     ).double()
 
 
-@pytest.mark.parametrize("bn2d,bn1d", [(nn.BatchNorm2d, nn.BatchNorm1d), (bnn.BatchNorm2d, bnn.BatchNorm1d)])
+@pytest.mark.parametrize("bn2d,bn1d", BN_PAIRS)
 def test_fold_all_equals_eval_model(bn2d, bn1d):
     torch.manual_seed(0)
     model = _net(bn2d, bn1d)
@@ -133,7 +144,7 @@ def test_fold_all_keeps_batch_norm_without_running_stats():
     assert isinstance(folded[1], nn.BatchNorm1d)
 
 
-# --- recalibration -----------------------------------------------------------------------------------
+# --- recalibration --------------------------------------------------------------------------------
 
 
 def _data(seed=0):
@@ -148,12 +159,12 @@ def _expected_stats(h):
     return h.mean(dims), flat.var(dim=1, correction=1)
 
 
-@pytest.mark.parametrize("bn2d,bn1d", [(nn.BatchNorm2d, nn.BatchNorm1d), (bnn.BatchNorm2d, bnn.BatchNorm1d)])
+@pytest.mark.parametrize("bn2d,bn1d", BN_PAIRS)
 def test_recalibrate_matches_statistics_of_the_data(bn2d, bn1d):
     torch.manual_seed(1)
     model = _net(bn2d, bn1d)
     batches = _data()
-    counts = [int(m.num_batches_tracked) for m in model.modules() if isinstance(m, (bn2d, bn1d))]
+    counts = [int(m.num_batches_tracked) for m in batch_norms(model)]
     recalibrate(model, batches)
 
     # the definition, layer by layer on all the data at once, in eval mode with the already
@@ -173,7 +184,7 @@ def test_recalibrate_matches_statistics_of_the_data(bn2d, bn1d):
         mean, var = _expected_stats(h3)
         torch.testing.assert_close(model[6].running_mean, mean, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(model[6].running_var, var, rtol=1e-12, atol=1e-12)
-    assert counts == [int(m.num_batches_tracked) for m in model.modules() if isinstance(m, (bn2d, bn1d))]
+    assert counts == [int(m.num_batches_tracked) for m in batch_norms(model)]
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -190,6 +201,10 @@ def test_recalibrate_accepts_pairs_and_generators_and_keeps_modes():
     assert modes == [m.training for m in model.modules()]
     for a, b in zip(batch_stats(model), batch_stats(reference)):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def batch_norms(model):
+    return [m for m in model.modules() if is_batch_norm(m)]
 
 
 def batch_stats(model):

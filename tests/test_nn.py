@@ -65,7 +65,7 @@ def _assert_same_buffers(theirs, ours):
         torch.testing.assert_close(o_buf[key], t_buf[key], rtol=1e-12, atol=1e-14)
 
 
-# --- batch norm: the grid ---------------------------------------------------------------------------
+# --- batch norm: the grid -------------------------------------------------------------------------
 
 BN_CASES = [("BatchNorm1d", (8, 3)), ("BatchNorm1d", (4, 3, 5)), ("BatchNorm2d", (4, 3, 5, 6)),
             ("BatchNorm2d", (2, 3, 1, 2))]
@@ -121,8 +121,9 @@ def test_running_stats_from_the_data():
     torch.testing.assert_close(ema.running_mean, expected_mean, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(ema.running_var, expected_var, rtol=1e-12, atol=1e-14)
     # momentum=None: the plain average of the batch statistics (the initial 0 / 1 are forgotten)
-    torch.testing.assert_close(cumulative.running_mean, torch.stack(means).mean(0), rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(cumulative.running_var, torch.stack(unbiased).mean(0), rtol=1e-12, atol=1e-14)
+    tight = {"rtol": 1e-12, "atol": 1e-14}
+    torch.testing.assert_close(cumulative.running_mean, torch.stack(means).mean(0), **tight)
+    torch.testing.assert_close(cumulative.running_var, torch.stack(unbiased).mean(0), **tight)
     assert int(cumulative.num_batches_tracked) == 4
 
 
@@ -144,14 +145,16 @@ def test_eval_mode_uses_running_stats_by_hand():
         layer.bias.copy_(torch.tensor([0.5, 0.0]))
     layer.eps = 0.0
     y = layer(torch.tensor([[3.0, -1.0]], dtype=F64))  # a batch of one is fine in eval mode
-    torch.testing.assert_close(y, torch.tensor([[2.0 * (3 - 1) / 2 + 0.5, (-1 + 2) / 0.5]], dtype=F64))
+    expected = torch.tensor([[2.0 * (3 - 1) / 2 + 0.5, (-1 + 2) / 0.5]], dtype=F64)
+    torch.testing.assert_close(y, expected)
 
 
-# --- gradcheck (autograd's own finite differences) ---------------------------------------------------
+# --- gradcheck (autograd's own finite differences) ------------------------------------------------
 
 
 def _gradcheck(layer, shape, seed=0):
-    x = torch.randn(shape, dtype=F64, generator=torch.Generator().manual_seed(seed)).requires_grad_()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, dtype=F64, generator=gen).requires_grad_()
     params = tuple(p for p in (layer.weight, layer.bias) if p is not None)
 
     def f(x, *ps):  # the layer with its parameters replaced by the ones gradcheck perturbs
@@ -184,7 +187,7 @@ def test_second_derivative_is_refused_not_wrong():
         g.sum().backward()
 
 
-# --- the other layers -------------------------------------------------------------------------------
+# --- the other layers -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -227,7 +230,7 @@ def test_instance_norm_defaults_match_torch():
     assert ours.state_dict().keys() == theirs.state_dict().keys()
 
 
-# --- construction, state dicts, repr ---------------------------------------------------------------
+# --- construction, state dicts, repr --------------------------------------------------------------
 
 CONSTRUCTORS = [
     ("BatchNorm1d", (5,), {}),
@@ -264,7 +267,7 @@ def test_device_and_dtype_kwargs():
     assert bn.GroupNorm(1, 3, dtype=F64).bias.dtype == F64
 
 
-# --- rejected inputs: same error type as torch, and a message saying what was wrong ----------------
+# --- rejected inputs: same error type as torch, and a message saying what was wrong ---------------
 
 REJECTED = [
     ("wrong channels", lambda m: m.BatchNorm2d(3), (2, 4, 3, 3), "channels"),
@@ -314,7 +317,7 @@ def test_accepted_like_torch():
         bn.InstanceNorm2d(3)(torch.randn(2, 4, 3, 3))
 
 
-# --- batch renormalisation and RMSNorm ----------------------------------------------------------------
+# --- batch renormalisation and RMSNorm ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])
@@ -401,7 +404,7 @@ def test_rms_norm_rejects_wrong_shape_like_torch():
         bn.RMSNorm(4)(x)
 
 
-# --- from scratch, and float32 -------------------------------------------------------------------------
+# --- from scratch, and float32 --------------------------------------------------------------------
 
 ALL_LAYERS = [
     ("BatchNorm1d", lambda m: m.BatchNorm1d(3), (6, 3)),

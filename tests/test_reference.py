@@ -21,7 +21,7 @@ def _random(shape, seed=0):
 
 
 def test_batch_norm_two_samples_by_hand():
-    # Two samples, one channel: mean 2, biased variance 1, so x_hat = -1/sqrt(1+eps), +1/sqrt(1+eps).
+    # Two samples, one channel: mean 2, biased variance 1, so with eps = 0 x_hat = -1, +1.
     x = np.array([[1.0], [3.0]])
     y, cache = ref.batch_norm_forward(x, np.array([2.0]), np.array([0.5]), eps=0.0)
     np.testing.assert_allclose(cache.x_hat, [[-1.0], [1.0]], rtol=0, atol=1e-15)
@@ -58,7 +58,8 @@ def test_group_norm_extremes_are_layer_and_instance_norm():
     x = _random((3, 4, 5))
     gamma, beta = _random(4, 1), _random(4, 2)
     y_one_group, _ = ref.group_norm_forward(x, 1, gamma, beta)
-    y_ln, _ = ref.layer_norm_forward(x, np.repeat(gamma[:, None], 5, 1), np.repeat(beta[:, None], 5, 1))
+    gamma_ln, beta_ln = np.repeat(gamma[:, None], 5, 1), np.repeat(beta[:, None], 5, 1)
+    y_ln, _ = ref.layer_norm_forward(x, gamma_ln, beta_ln)
     np.testing.assert_allclose(y_one_group, y_ln, rtol=1e-13, atol=1e-13)
     y_c_groups, _ = ref.group_norm_forward(x, 4, gamma, beta)
     y_in, _ = ref.instance_norm_forward(x, gamma, beta)
@@ -96,16 +97,20 @@ VARIANTS = [
      lambda x, g, b: F.layer_norm(x, x.shape[1:], g, b)),
     ("instance (N, C, H, W)", (2, 3, 3, 2), ref.instance_norm_forward, ref.instance_norm_backward,
      lambda x, g, b: F.instance_norm(x, weight=g, bias=b)),
-    ("group (N, C, H, W), G=2", (2, 4, 2, 3), lambda x, g, b, eps=1e-5: ref.group_norm_forward(x, 2, g, b, eps),
+    ("group (N, C, H, W), G=2", (2, 4, 2, 3),
+     lambda x, g, b, eps=1e-5: ref.group_norm_forward(x, 2, g, b, eps),
      ref.group_norm_backward, lambda x, g, b: F.group_norm(x, 2, g, b)),
 ]
+
+
+ARGS, IDS = "name,shape,forward,backward,torch_fn", [v[0] for v in VARIANTS]
 
 
 def _params_shape(name, shape):
     return shape[1:] if name.startswith("layer") else (shape[1],)
 
 
-@pytest.mark.parametrize("name,shape,forward,backward,torch_fn", VARIANTS, ids=[v[0] for v in VARIANTS])
+@pytest.mark.parametrize(ARGS, VARIANTS, ids=IDS)
 def test_variant_against_torch_autograd(name, shape, forward, backward, torch_fn):
     x = _random(shape, 1)
     pshape = _params_shape(name, shape)
@@ -122,14 +127,16 @@ def test_variant_against_torch_autograd(name, shape, forward, backward, torch_fn
     assert ref.relative_error(dbeta, bt.grad.numpy()) < 1e-12
 
 
-@pytest.mark.parametrize("name,shape,forward,backward,torch_fn", VARIANTS, ids=[v[0] for v in VARIANTS])
+@pytest.mark.parametrize(ARGS, VARIANTS, ids=IDS)
 def test_variant_against_finite_differences(name, shape, forward, backward, torch_fn):
     x = _random(shape, 5)
     pshape = _params_shape(name, shape)
     gamma, beta, dy = _random(pshape, 6), _random(pshape, 7), _random(shape, 8)
     _, cache = forward(x, gamma, beta)
     dx, dgamma, dbeta = backward(dy, cache)
-    assert ref.relative_error(dx, ref.numerical_gradient(lambda v: forward(v, gamma, beta)[0], x, dy)) < 1e-7
+    assert ref.relative_error(
+        dx, ref.numerical_gradient(lambda v: forward(v, gamma, beta)[0], x, dy)
+    ) < 1e-7
     assert ref.relative_error(
         dgamma, ref.numerical_gradient(lambda g: forward(x, g, beta)[0], gamma, dy)
     ) < 1e-7
@@ -148,13 +155,16 @@ def test_cache_is_inspectable():
     np.testing.assert_allclose(cache.inv_std.ravel(), expected_inv_std, rtol=1e-14)
 
 
+ONE3, ZERO3 = np.ones(3), np.zeros(3)
+
+
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda: ref.batch_norm_forward(np.zeros(3), np.ones(3), np.zeros(3)), "at least 2 dimensions"),
-        (lambda: ref.batch_norm_forward(np.zeros((2, 3)), np.ones(4), np.zeros(4)), "gamma has shape"),
-        (lambda: ref.group_norm_forward(np.zeros((2, 6, 2)), 4, np.ones(6), np.zeros(6)), "divisible"),
-        (lambda: ref.instance_norm_forward(np.zeros((2, 3)), np.ones(3), np.zeros(3)), "at least 3"),
+        (lambda: ref.batch_norm_forward(np.zeros(3), ONE3, ZERO3), "at least 2 dimensions"),
+        (lambda: ref.batch_norm_forward(np.zeros((2, 3)), np.ones(4), np.zeros(4)), "gamma has"),
+        (lambda: ref.group_norm_forward(np.zeros((2, 6, 2)), 4, np.ones(6), np.zeros(6)), "divis"),
+        (lambda: ref.instance_norm_forward(np.zeros((2, 3)), ONE3, ZERO3), "at least 3"),
     ],
 )
 def test_bad_inputs_are_rejected(call, match):
