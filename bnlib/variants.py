@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from bnlib.training import RunConfig
 
 __all__ = [
+    "BATCH_SIZE_FULL",
+    "BATCH_SIZE_QUICK",
     "BA_2016_TABLE",
     "BN_GHOST",
     "BN_SMALL",
@@ -358,6 +360,14 @@ def invariance_markdown(differences: dict[tuple[str, str], float], tolerance: fl
 
 #: Methods of the batch-size experiment, as they appear in its rows.
 BN_GHOST, GN, BRN_GHOST, BN_SMALL = "batch norm", "group norm", "batch renorm", "batch norm, real batch of k"
+
+
+#: The chapter's full setting (the published numbers) and short setting (``BNBOOK_QUICK=1``) of
+#: :func:`batch_size_configs`; k = 1 goes one step beyond Wu & He's smallest size, 2.
+BATCH_SIZE_FULL = {"sizes": (32, 16, 8, 4, 2, 1), "renorm_sizes": (2, 1), "real_sizes": (4,),
+                   "seeds": (0, 1), "train_subset": 3000, "epochs": 3}
+BATCH_SIZE_QUICK = {"sizes": (32, 4, 1), "renorm_sizes": (1,), "real_sizes": (),
+                    "seeds": (0,), "train_subset": 1000, "epochs": 2}
 
 
 def batch_size_configs(
