@@ -607,6 +607,12 @@ def _run_in_worker(config: RunConfig, probes: Sequence[StepProbe], cache: bool) 
     return run(config, probes, cache=cache, progress=False, threads=1, on_epoch=tick).to_dict()
 
 
+def _drain(queue, bar) -> None:
+    while queue is not None and not queue.empty():
+        queue.get_nowait()
+        bar.update(1)
+
+
 def run_many(
     configs: Sequence[RunConfig],
     probes: Sequence[Sequence[StepProbe]] | None = None,
@@ -671,9 +677,8 @@ def run_many(
                         done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                         for future in done:
                             results[futures[future]] = History.from_dict(future.result())
-                        while queue is not None and not queue.empty():
-                            queue.get_nowait()
-                            bar.update(1)
+                        _drain(queue, bar)
+                _drain(queue, bar)  # the last epochs reported before their run's end
     finally:
         if bar is not None:
             bar.close()
