@@ -71,54 +71,51 @@ class BatchNormFunction(torch.autograd.Function):
         dbeta  = sum(dy)                dgamma = sum(dy * x_hat)
         dx     = gamma * inv_std / m * (m * dy - dbeta - x_hat * dgamma)
 
-    regrouped per channel as ``dx = k_dy * dy + k_x_hat * x_hat + k_0``: two passes over the data,
-    into the buffer of the one temporary. It saves ``x_hat`` (not ``x``), so no sum in the
-    backward suffers cancellation when a channel's mean is large against its spread. Only first
-    derivatives are supported (a second one raises an error rather than coming out wrong).
+    regrouped per channel as ``dx = k_dy * dy + k_centred * (x - mean) + k_0``: two passes over
+    the data, into the buffer of the one temporary. It saves the centred input ``x - mean`` (not
+    ``x``), so no sum in the backward suffers cancellation when a channel's mean is large against
+    its spread. Only first derivatives are supported (a second one raises an error rather than
+    coming out wrong).
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float):
         dims = (0, *range(2, x.dim()))
         mean = x.mean(dims)
-        x_hat = x - _per_channel(mean, x.dim())  # centred for now, normalised in place below
-        squares = x_hat * x_hat
+        centred = x - _per_channel(mean, x.dim())
+        squares = centred * centred
         var = squares.mean(dims)  # biased: divide by m
         inv_std = torch.rsqrt(var + eps)
-        x_hat.mul_(_per_channel(inv_std, x.dim()))
-        # y = weight * x_hat + bias, written into the buffer of the squares (no new allocation)
-        w = None if weight is None else _per_channel(weight, x.dim())
-        b = None if bias is None else _per_channel(bias, x.dim())
-        if w is not None and b is not None:
-            y = torch.addcmul(b, x_hat, w, out=squares)
-        elif w is not None:
-            y = torch.mul(x_hat, w, out=squares)
-        elif b is not None:
-            y = torch.add(x_hat, b, out=squares)
+        # y = (gamma * inv_std) * centred + beta, written into the buffer of the squares
+        scale = _per_channel(inv_std if weight is None else weight * inv_std, x.dim())
+        if bias is None:
+            y = torch.mul(centred, scale, out=squares)
         else:
-            y = squares.copy_(x_hat)
-        ctx.save_for_backward(x_hat, weight, inv_std)
+            y = torch.addcmul(_per_channel(bias, x.dim()), centred, scale, out=squares)
+        ctx.save_for_backward(centred, weight, inv_std)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: Tensor, _dmean: Tensor | None, _dvar: Tensor | None):
-        x_hat, weight, inv_std = ctx.saved_tensors
-        dims = (0, *range(2, x_hat.dim()))
-        m = x_hat.numel() // x_hat.shape[1]
+        centred, weight, inv_std = ctx.saved_tensors
+        dims = (0, *range(2, centred.dim()))
+        m = centred.numel() // centred.shape[1]
         dbeta = dy.sum(dims)
-        products = dy * x_hat
-        dgamma = products.sum(dims)
+        products = dy * centred
+        dgamma = products.sum(dims) * inv_std  # sum(dy * x_hat)
         dx = None
         if ctx.needs_input_grad[0]:
-            # dx = gamma * inv_std / m * (m * dy - dbeta - x_hat * dgamma), one coefficient per
-            # channel, written into the buffer of the products (no new allocation)
+            # dx = gamma * inv_std / m * (m * dy - dbeta - x_hat * dgamma), with
+            # x_hat = centred * inv_std: one coefficient per channel for each of dy, centred and 1,
+            # written into the buffer of the products
             k_dy = inv_std if weight is None else weight * inv_std
-            k_x_hat = -k_dy * dgamma / m
+            k_centred = -k_dy * dgamma * inv_std / m
             k_0 = -k_dy * dbeta / m
             dx = torch.addcmul(
-                _per_channel(k_0, dy.dim()), x_hat, _per_channel(k_x_hat, dy.dim()), out=products
+                _per_channel(k_0, dy.dim()), centred, _per_channel(k_centred, dy.dim()),
+                out=products,
             )
             dx.addcmul_(dy, _per_channel(k_dy, dy.dim()))
         dweight = dgamma if ctx.needs_input_grad[1] else None

@@ -455,3 +455,18 @@ def test_no_call_to_torch_normalisation(monkeypatch, name, make, shape):
     layer(x).sum().backward()
     with pytest.raises(AssertionError, match="torch normalisation"):  # the patch is in force
         torch.nn.functional.layer_norm(x, shape[-1:])
+
+
+def test_float32_accuracy_with_a_large_mean():
+    """A channel mean far above its spread (300 vs 0.5): float32 results stay within 1e-4 of the
+    float64 ones (a sum-of-squares variance, E[x^2] - mean^2, would be off by percents here)."""
+    gen = torch.Generator().manual_seed(14)
+    x = torch.randn(16, 4, 8, 8, generator=gen) * 0.5 + 300
+    dy = torch.randn(16, 4, 8, 8, generator=gen)
+    exact_y, exact_grads = _step(torch.nn.BatchNorm2d(4, dtype=F64), x.double(), dy.double())
+    layer = bn.BatchNorm2d(4)
+    y, grads = _step(layer, x, dy)
+    for approx, exact in zip((y, *grads), (exact_y, *exact_grads)):
+        assert ((approx.double() - exact).abs().max() / exact.abs().max()).item() < 1e-4
+    unbiased = x.double().transpose(0, 1).reshape(4, -1).var(dim=1)
+    torch.testing.assert_close(layer.running_var.double(), 0.9 + 0.1 * unbiased, rtol=1e-6, atol=0)
