@@ -195,7 +195,7 @@ class _RunningStatsNorm(nn.Module):
         shift = -self.running_mean * scale
         if self.bias is not None:
             shift = shift + self.bias
-        return x * _per_channel(scale, x.dim()) + _per_channel(shift, x.dim())
+        return torch.addcmul(_per_channel(shift, x.dim()), x, _per_channel(scale, x.dim()))
 
     def _update_running_stats(self, mean: Tensor, unbiased_var: Tensor, factor: float) -> None:
         """``running = (1 - factor) * running + factor * batch``, without autograd."""
