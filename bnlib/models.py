@@ -75,7 +75,7 @@ def _make_norm(norm: str, num_features: int, groups: int, spatial: bool, options
 
         return NoisyBatchNorm(num_features)
     if norm == "ghost_batch" and spatial:
-        from bnlib.variants import GhostBatchNorm2d  # options: ghost_batch_size, rmax, dmax, ...
+        from bnlib.ghost import GhostBatchNorm2d  # options: ghost_batch_size, rmax, dmax, ...
 
         return GhostBatchNorm2d(num_features, **dict(options))
     if norm == "batch_renorm" and spatial:
@@ -99,7 +99,7 @@ def three_conv_net(
         norm: any normalisation of :data:`NORMS` in the same places instead (``None``: none).
         groups: groups for ``norm="group"``.
         norm_options: keyword arguments (dict or ``(name, value)`` pairs) for ``"ghost_batch"``
-            (:class:`bnlib.variants.GhostBatchNorm2d`: ``ghost_batch_size``, ``rmax``, ``dmax``,
+            (:class:`bnlib.ghost.GhostBatchNorm2d`: ``ghost_batch_size``, ``rmax``, ``dmax``,
             ``warmup_steps``) and ``"batch_renorm"`` (:class:`bnlib.nn.BatchRenorm2d`: ``rmax``,
             ``dmax``).
     """

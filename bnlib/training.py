@@ -72,7 +72,7 @@ __all__ = [
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
 #: The bnlib modules whose source is hashed into the cache key (a missing one hashes as absent).
-CODE_MODULES = ("training", "models", "data", "nn", "shift", "settings", "variants")
+CODE_MODULES = ("training", "models", "data", "nn", "shift", "settings", "ghost")
 
 _HISTORY_FORMAT = 1
 
