@@ -1,10 +1,15 @@
 """Normalisation layers for PyTorch, written from scratch.
 
-Each class is a drop-in replacement for its ``torch.nn`` namesake: same constructor arguments and
-defaults, same parameters and buffers (``weight``, ``bias``, ``running_mean``, ``running_var``,
-``num_batches_tracked``) and so the same ``state_dict`` keys, same outputs, gradients and running
-statistics, and the same inputs rejected. None of them calls torch's own normalisation functions
-(``F.batch_norm``, ``F.layer_norm``, ...): the statistics are plain tensor reductions.
+:class:`BatchNorm1d`, :class:`BatchNorm2d`, :class:`LayerNorm`, :class:`GroupNorm`,
+:class:`InstanceNorm2d` and :class:`RMSNorm` each replace their ``torch.nn`` namesake;
+:class:`BatchRenorm2d` (Ioffe 2017) has no torch counterpart and equals BatchNorm2d at
+``rmax=1, dmax=0``.
+
+Each replacement has the same constructor arguments and defaults, the same parameters and
+buffers (``weight``, ``bias``, ``running_mean``, ``running_var``, ``num_batches_tracked``) and so
+the same ``state_dict`` keys, the same outputs, gradients and running statistics, and rejects the
+same inputs. None of them calls torch's own normalisation functions (``F.batch_norm``,
+``F.layer_norm``, ...): the statistics are plain tensor reductions.
 
 Batch norm in training mode goes through :class:`BatchNormFunction`, an autograd function whose
 backward is the closed form of chapter 02 (for speed: autograd through the plain forward would
@@ -15,15 +20,14 @@ The conventions, as in PyTorch:
 
 * training uses the batch statistics with the biased variance; the running variance is updated with
   the unbiased one, ``var * m / (m - 1)`` for ``m`` values per channel;
-* ``running = (1 - momentum) * running + momentum * batch``; ``momentum=None`` gives the cumulative
-  average ``1 / num_batches_tracked``;
+* ``running = (1 - momentum) * running + momentum * batch``; ``momentum=None`` gives the
+  cumulative average, ``momentum = 1 / num_batches_tracked``;
 * in eval mode the running statistics are used, unless the layer has none
   (``track_running_stats=False``), in which case the batch statistics are used.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from collections.abc import Sequence
