@@ -470,3 +470,22 @@ def test_float32_accuracy_with_a_large_mean():
         assert ((approx.double() - exact).abs().max() / exact.abs().max()).item() < 1e-4
     unbiased = x.double().transpose(0, 1).reshape(4, -1).var(dim=1)
     torch.testing.assert_close(layer.running_var.double(), 0.9 + 0.1 * unbiased, rtol=1e-6, atol=0)
+
+
+def test_batch_norm_with_channels_last_input_and_broadcast_gradient():
+    """Memory layouts the closed-form backward must not trip on: a channels_last input, and the
+    stride-0 gradient that ``y.sum().backward()`` sends."""
+    theirs, ours = _pair("BatchNorm2d", 3)
+    x = torch.randn(4, 3, 5, 5, dtype=F64).contiguous(memory_format=torch.channels_last)
+    results = []
+    for layer in (theirs, ours):
+        xi = x.clone().requires_grad_()
+        y = layer(xi)
+        (y * torch.arange(3, dtype=F64).view(1, 3, 1, 1)).sum().backward()
+        results.append((y.detach(), xi.grad, layer.weight.grad, layer.bias.grad))
+        layer.zero_grad()
+        xi2 = x.clone().requires_grad_()
+        layer(xi2).sum().backward()  # dy is a broadcast of ones
+        results[-1] += (xi2.grad,)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, **GRAD_TOL)
