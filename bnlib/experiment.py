@@ -40,6 +40,10 @@ __all__ = [
     "MODEL_NAMES",
     "article_config",
     "comparison_configs",
+    "drops",
+    "path_length",
+    "per_seed",
+    "table",
     "loss_lower_from",
     "main",
     "mean_turning_angle",
@@ -158,6 +162,18 @@ def mean_turning_angle(history: History) -> float:
     return float(np.degrees(np.abs(np.arctan2(cross, dot))).mean())
 
 
+def drops(history: History) -> int:
+    """Number of epochs at which the test accuracy fell below the previous epoch's."""
+    accuracy = np.array(history.column("test_accuracy"), dtype=float)
+    return int((np.diff(accuracy) < 0).sum())
+
+
+def path_length(history: History) -> float:
+    """Length of the two-weight path from epoch 0 to the last (sum of the steps' lengths)."""
+    path = np.array(history.weight_path(), dtype=float)[:, :2]
+    return float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum())
+
+
 def loss_lower_from(with_bn: History, without_bn: History) -> int | None:
     """First epoch from which ``with_bn``'s train loss stays below ``without_bn``'s until the
     last epoch (None if it is not lower at the last epoch)."""
@@ -168,6 +184,40 @@ def loss_lower_from(with_bn: History, without_bn: History) -> int | None:
     while epoch > 1 and lower[epoch - 2]:
         epoch -= 1
     return epoch
+
+
+def per_seed(results: Mapping[str, Sequence[History]]) -> list[dict]:
+    """One row per model and seed: last test accuracy, oscillation, drops, mean turning angle
+    (degrees), path length, and - against the other model of the same seed, for ``with_bn`` -
+    the epoch from which its train loss stays lower (0: not lower at the last epoch)."""
+    rows = []
+    for name, histories in results.items():
+        for i, history in enumerate(histories):
+            row = {
+                "model": name,
+                "seed": history.config.seed,
+                "final_accuracy": history.final.test_accuracy,
+                "final_train_loss": history.final.train_loss,
+                "oscillation": oscillation(history),
+                "drops": drops(history),
+                "turning_angle": mean_turning_angle(history),
+                "path_length": path_length(history),
+            }
+            if name == "with_bn" and "without_bn" in results:
+                row["loss_lower_from"] = loss_lower_from(history, results["without_bn"][i]) or 0
+            rows.append(row)
+    return rows
+
+
+def table(rows: Sequence[Mapping], formats: Mapping[str, str]) -> str:
+    """Plain-text table of ``rows`` with the columns of ``formats`` (column -> format spec)."""
+    cells = [[format(row.get(c, ""), f) if c in row else "" for c, f in formats.items()]
+             for row in rows]
+    header = list(formats)
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
 
 
 def summary(results: Mapping[str, Sequence[History]]) -> list[dict]:
@@ -188,6 +238,8 @@ def summary(results: Mapping[str, Sequence[History]]) -> list[dict]:
             "final_accuracy_max": float(final.max()),
             "final_train_loss_mean": float(np.mean([h.final.train_loss for h in histories])),
             "oscillation_mean": float(np.mean([oscillation(h) for h in histories])),
+            "drops_mean": float(np.mean([drops(h) for h in histories])),
+            "path_length_mean": float(np.mean([path_length(h) for h in histories])),
             "turning_angle_mean": (float(np.nanmean(angles))
                                    if not all(math.isnan(a) for a in angles) else math.nan),
             "article_accuracy": ARTICLE_ACCURACY.get(name, math.nan),
