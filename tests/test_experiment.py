@@ -126,3 +126,15 @@ def test_seeds_and_configs():
     config = plan[0][2]
     assert (config.optimizer, config.lr, config.momentum, config.batch_size) == ("sgd", 0.001, 0.0, 32)
     assert config.kwargs == {"batch_norm": True}
+
+
+def test_drops_path_length_and_per_seed_by_hand():
+    history = fake_history([0.90, 0.85, 0.95, 0.94], path=[[0, 0], [3, 4], [3, 4], [3, 5], [0, 1]])
+    assert experiment.drops(history) == 2
+    assert experiment.path_length(history) == pytest.approx(5 + 0 + 1 + 5)
+    other = fake_history([0.5] * 4, train_loss=[2.0] * 4)
+    rows = experiment.per_seed({"with_bn": [history], "without_bn": [other]})
+    assert rows[0]["loss_lower_from"] == 1 and "loss_lower_from" not in rows[1]
+    assert rows[0]["drops"] == 2 and rows[1]["final_accuracy"] == 0.5
+    text = experiment.table(rows, {"model": "", "drops": "d"}).splitlines()
+    assert text[0].split() == ["model", "drops"] and text[1].split() == ["with_bn", "2"]
