@@ -20,9 +20,6 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-RNG = np.random.default_rng(0)
-
-
 def _random(shape, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(loc=0.5, scale=2.0, size=shape)
