@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/layers.py                       # default shapes, prints a table
     python benchmarks/layers.py --json bench.json     # also writes the ratios as JSON
     python benchmarks/layers.py --repeats 20 --threads 1 --threads 2
+    python benchmarks/layers.py --channels-last       # inputs in channels-last memory format
 
 Each thread count asked for (default: 1, then torch's default) is measured in turn. For each
 shape (float32, training mode, a fresh gradient each call) the candidates are timed interleaved
@@ -13,10 +14,10 @@ machine hits both alike, and the median of the per-round ratios ``bnlib / torch`
 (as well as each median time). Above 1 means bnlib is slower. The NumPy reference
 (:mod:`bnlib.reference`) is timed the same way against the same torch layer, with fewer repeats.
 
-JSON layout (``--json``): ``{"torch": version, "cpus": int, "load_before": [1, 5, 15 min],
-"load_after": [...], "results": [{"threads": int, "shape": [...], "torch_ms": float,
-"bnlib_ms": float, "bnlib_over_torch": float, "numpy_ms": float, "numpy_over_torch": float},
-...]}``. The load averages tell how busy the machine was: on a shared machine, measurements with
+JSON layout (``--json``): ``{"torch": version, "cpus": int, "memory_format": str,
+"load_before": [1, 5, 15 min], "load_after": [...], "results": [{"threads": int, "shape": [...],
+"torch_ms": float, "bnlib_ms": float, "bnlib_over_torch": float, "numpy_ms": float,
+"numpy_over_torch": float}, ...]}``. The load averages tell how busy the machine was: on a shared machine, measurements with
 as many threads as cores suffer most from the other processes (each parallel region waits for
 its slowest thread), so the one-thread ratios are the steadier ones.
 """
@@ -83,11 +84,14 @@ def interleaved_ratio(
     return statistics.median(base), statistics.median(cand), statistics.median(ratios)
 
 
-def measure(shape: tuple[int, ...], repeats: int, numpy_repeats: int) -> dict:
+def measure(
+    shape: tuple[int, ...], repeats: int, numpy_repeats: int, channels_last: bool = False
+) -> dict:
     """Time torch, bnlib and NumPy batch norm (forward + backward, float32) on one shape."""
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=gen).requires_grad_()
-    dy = torch.randn(shape, generator=gen)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(shape, generator=gen).contiguous(memory_format=layout).requires_grad_()
+    dy = torch.randn(shape, generator=gen).contiguous(memory_format=layout)
     channels = shape[1]
     native = torch.nn.BatchNorm2d(channels)
     ours = bnlib.nn.BatchNorm2d(channels)
@@ -115,20 +119,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--numpy-repeats", type=int, default=5, help="timed rounds (NumPy)")
     parser.add_argument("--threads", type=int, action="append", default=None,
                         help="torch threads; repeat for several (default: 1 and torch's default)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="inputs and gradients in channels-last memory format")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     thread_counts = args.threads or sorted({1, torch.get_num_threads()})
     report = {"torch": torch.__version__, "cpus": os.cpu_count(),
+              "memory_format": "channels_last" if args.channels_last else "contiguous",
               "load_before": list(os.getloadavg()), "results": []}
     for threads in thread_counts:
         torch.set_num_threads(threads)
         for shape in SHAPES:
-            result = measure(shape, args.repeats, args.numpy_repeats)
+            result = measure(shape, args.repeats, args.numpy_repeats, args.channels_last)
             report["results"].append({"threads": threads, **result})
     report["load_after"] = list(os.getloadavg())
 
     load = f"{report['load_before'][0]:.1f}/{report['load_after'][0]:.1f}"
-    print("BatchNorm2d forward+backward, float32, training mode "
+    print(f"BatchNorm2d forward+backward, float32, training mode, {report['memory_format']} "
           f"(load average before/after: {load} on {report['cpus']} CPUs)")
     print(f"{'threads':>7} {'shape':>18} {'torch ms':>9} {'bnlib ms':>9} {'bnlib/torch':>12} "
           f"{'numpy ms':>9} {'numpy/torch':>12}")
