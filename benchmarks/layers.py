@@ -17,9 +17,9 @@ machine hits both alike, and the median of the per-round ratios ``bnlib / torch`
 JSON layout (``--json``): ``{"torch": version, "cpus": int, "memory_format": str,
 "load_before": [1, 5, 15 min], "load_after": [...], "results": [{"threads": int, "shape": [...],
 "torch_ms": float, "bnlib_ms": float, "bnlib_over_torch": float, "numpy_ms": float,
-"numpy_over_torch": float}, ...]}``. The load averages tell how busy the machine was: on a shared machine, measurements with
-as many threads as cores suffer most from the other processes (each parallel region waits for
-its slowest thread), so the one-thread ratios are the steadier ones.
+"numpy_over_torch": float}, ...]}``. The load averages tell how busy the machine was: on a
+shared machine, measurements with as many threads as cores suffer most from the other processes
+(each parallel region waits for its slowest thread), so the one-thread ratios are the steadier.
 """
 
 from __future__ import annotations
