@@ -26,12 +26,14 @@ machine with the same torch version and thread count. Runs use one torch thread 
 numbers however it was launched; a different thread count may change the last bits.
 
 The cache (:func:`run`) is keyed by the configuration, the probes' keys, :func:`code_version` (a
-hash of the source of the bnlib modules a run depends on) and the data checksums; entries are
+hash of the code of the bnlib modules the run executes, docstrings and comments excluded) and the
+data checksums; entries are
 JSON files under ``bnlib.settings.cache_dir() / "runs"``, written atomically.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -54,6 +56,7 @@ from bnlib.models import build_model
 
 __all__ = [
     "CODE_MODULES",
+    "CORE_MODULES",
     "EpochRecord",
     "History",
     "OPTIMIZERS",
@@ -66,13 +69,17 @@ __all__ = [
     "resolve_parameter",
     "run",
     "run_many",
+    "run_modules",
     "train",
 ]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
-#: The bnlib modules whose source is hashed into the cache key (a missing one hashes as absent).
+#: The bnlib modules whose code :func:`code_version` hashes by default (a missing one hashes as
+#: absent). A run's cache key hashes only the modules it executes (:func:`run_modules`).
 CODE_MODULES = ("training", "models", "data", "nn", "shift", "settings", "ghost")
+#: Modules every run executes, whatever its layers and probes.
+CORE_MODULES = ("training", "models", "data", "settings")
 
 _HISTORY_FORMAT = 1
 
@@ -510,25 +517,75 @@ def _describe(config: RunConfig) -> str:
 # --------------------------------------------------------------------------- cache
 
 
-def code_version() -> str:
-    """SHA-256 over the source files of :data:`CODE_MODULES` (their contents, in order)."""
+def _code_fingerprint(source: str) -> str:
+    """A module's code without its docstrings, comments and layout (a dump of its syntax tree),
+    so that editing documentation does not throw cached results away."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.body[0] if node.body else None
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
+                first.value.value, str
+            ):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def _module_imports(source: str) -> set[str]:
+    """The bnlib modules a module imports at its top level (imports inside functions are lazy
+    and only count when a run's layers or probes come from that module)."""
+    found = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bnlib"):
+            found.add(node.module.removeprefix("bnlib").lstrip("."))
+            if node.module == "bnlib":
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name.removeprefix("bnlib.") for a in node.names if a.name.startswith("bnlib."))
+    return {name.split(".")[0] for name in found if name}
+
+
+def run_modules(config: RunConfig, probes: Sequence[StepProbe] = ()) -> tuple[str, ...]:
+    """The bnlib modules one run executes: :data:`CORE_MODULES`, the modules of the model's layers
+    and of the probes, and what those import at top level."""
+    model = build_model(config.model, **dict(config.model_kwargs))
+    classes = [type(m) for m in model.modules()] + [type(p) for p in probes]
+    wanted = set(CORE_MODULES) | {
+        c.__module__.split(".")[1] for c in classes if c.__module__.startswith("bnlib.")
+    }
+    package = Path(__file__).resolve().parent
+    pending, seen = list(wanted), set()
+    while pending:
+        module = pending.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = package / f"{module}.py"
+        if path.is_file():
+            pending.extend(_module_imports(path.read_text()) - seen)
+    return tuple(sorted(seen))
+
+
+def code_version(modules: Sequence[str] = CODE_MODULES) -> str:
+    """SHA-256 over the code (docstrings and comments excluded) of the given bnlib modules."""
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for module in CODE_MODULES:
+    for module in modules:
         path = package / f"{module}.py"
         digest.update(module.encode() + b"\0")
-        digest.update(path.read_bytes() if path.is_file() else b"<absent>")
+        digest.update(_code_fingerprint(path.read_text()).encode() if path.is_file() else b"<absent>")
         digest.update(b"\0")
     return digest.hexdigest()
 
 
 def cache_key(config: RunConfig, probes: Sequence[StepProbe] = ()) -> str:
-    """Hex digest of the configuration, the probes' keys, :func:`code_version` and the data
-    checksums: equal keys mean the run would compute the same history."""
+    """Hex digest of the configuration, the probes' keys, the code of the modules the run
+    executes (:func:`run_modules`, :func:`code_version`) and the data checksums: equal keys mean
+    the run would compute the same history."""
     payload = {
         "config": config.to_dict(),
         "probes": [{"name": p.name, "key": p.key()} for p in probes],
-        "code": code_version(),
+        "code": code_version(run_modules(config, probes)),
         "data": bnlib_data.ARRAY_SHA256,
         "torch": torch.__version__,
     }

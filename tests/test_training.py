@@ -149,19 +149,33 @@ def test_cache_hit_miss_on_config_and_code_change(cache_dir, monkeypatch):
     assert hit.cached and hit.rows() == first.rows()
     assert not training.run(config.replace(lr=0.002), progress=False).cached
     assert not training.run(config, probes=[Recorder()], progress=False).cached  # probe key counts
-    monkeypatch.setattr(training, "code_version", lambda: "edited bnlib")
+    monkeypatch.setattr(training, "code_version", lambda *modules: "edited bnlib")
     assert not training.run(config, progress=False).cached
 
 
-def test_code_version_hashes_file_contents(tmp_path, monkeypatch):
+def test_code_version_hashes_code_not_documentation(tmp_path, monkeypatch):
     fake_package = tmp_path / "bnlib"
     fake_package.mkdir()
     for module in training.CODE_MODULES:
-        (fake_package / f"{module}.py").write_text(f"# {module}\n")
+        (fake_package / f"{module}.py").write_text(f'"""{module}."""\nx = 1\n')
     monkeypatch.setattr(training, "__file__", str(fake_package / "training.py"))
     before = training.code_version()
-    (fake_package / "nn.py").write_text("# nn, edited\n")
+    (fake_package / "nn.py").write_text('"""nn, documented anew."""\n# a comment\nx = 1\n')
+    assert training.code_version() == before
+    (fake_package / "nn.py").write_text('"""nn."""\nx = 2\n')
     assert training.code_version() != before
+    assert training.code_version(("training",)) != training.code_version(("training", "nn"))
+
+
+def test_run_modules_follow_the_layers_and_probes():
+    plain = training.run_modules(TINY.replace(model="three_conv_net", model_kwargs={"batch_norm": True}))
+    assert set(training.CORE_MODULES) <= set(plain) and "shift" not in plain and "nn" not in plain
+    noisy = training.run_modules(
+        TINY.replace(model="three_conv_net", model_kwargs={"norm": "noisy_batch"})
+    )
+    assert "shift" in noisy
+    ours = training.run_modules(TINY.replace(model="three_conv_net", model_kwargs={"norm": "bnlib_batch"}))
+    assert "nn" in ours and "shift" not in ours
 
 
 def test_interrupted_write_leaves_no_file(cache_dir, monkeypatch):
