@@ -61,7 +61,9 @@ __all__ = [
 # --------------------------------------------------------------------------- identities
 
 
-def axes_identities(shape: tuple[int, int, int, int] = (4, 6, 5, 5), seed: int = 0) -> dict[str, float]:
+def axes_identities(
+    shape: tuple[int, int, int, int] = (4, 6, 5, 5), seed: int = 0
+) -> dict[str, float]:
     """Largest absolute differences of the identities between the variants, on one float64 input.
 
     ``"group norm, 1 group = layer norm over (C, H, W)"`` and ``"group norm, C groups = instance
@@ -76,7 +78,8 @@ def axes_identities(shape: tuple[int, int, int, int] = (4, 6, 5, 5), seed: int =
     xn = x.numpy()
     ones, zeros = torch.ones(c).numpy(), torch.zeros(c).numpy()
     gn1, _ = reference.group_norm_forward(xn, 1, ones, zeros)
-    ln, _ = reference.layer_norm_forward(xn, torch.ones(c, h, w).numpy(), torch.zeros(c, h, w).numpy())
+    ones_chw, zeros_chw = torch.ones(c, h, w).numpy(), torch.zeros(c, h, w).numpy()
+    ln, _ = reference.layer_norm_forward(xn, ones_chw, zeros_chw)
     gnc, _ = reference.group_norm_forward(xn, c, ones, zeros)
     inn, _ = reference.instance_norm_forward(xn, ones, zeros)
     with torch.no_grad():
@@ -85,9 +88,11 @@ def axes_identities(shape: tuple[int, int, int, int] = (4, 6, 5, 5), seed: int =
         t_gnc = nn.GroupNorm(c, c, affine=False).double()(x)
         t_in = nn.InstanceNorm2d(c).double()(x)
     return {
-        "group norm, 1 group = layer norm over (C, H, W) (bnlib.reference)": float(abs(gn1 - ln).max()),
+        "group norm, 1 group = layer norm over (C, H, W) (bnlib.reference)":
+            float(abs(gn1 - ln).max()),
         "group norm, C groups = instance norm (bnlib.reference)": float(abs(gnc - inn).max()),
-        "torch.nn.GroupNorm(1, C) = torch.nn.LayerNorm((C, H, W))": float((t_gn1 - t_ln).abs().max()),
+        "torch.nn.GroupNorm(1, C) = torch.nn.LayerNorm((C, H, W))":
+            float((t_gn1 - t_ln).abs().max()),
         "torch.nn.GroupNorm(C, C) = torch.nn.InstanceNorm2d(C)": float((t_gnc - t_in).abs().max()),
     }
 
@@ -122,7 +127,8 @@ def namesake_differences(seed: int = 0) -> dict[str, float]:
         "BatchNorm2d": (bnlib_nn.BatchNorm2d(6), nn.BatchNorm2d(6), x4),
         "LayerNorm": (bnlib_nn.LayerNorm((6, 5, 5)), nn.LayerNorm((6, 5, 5)), x4),
         "GroupNorm": (bnlib_nn.GroupNorm(3, 6), nn.GroupNorm(3, 6), x4),
-        "InstanceNorm2d": (bnlib_nn.InstanceNorm2d(6, affine=True), nn.InstanceNorm2d(6, affine=True), x4),
+        "InstanceNorm2d": (bnlib_nn.InstanceNorm2d(6, affine=True),
+                           nn.InstanceNorm2d(6, affine=True), x4),
         "RMSNorm": (bnlib_nn.RMSNorm((6, 5, 5)), nn.RMSNorm((6, 5, 5)), x4),
     }
     out = {}
@@ -242,7 +248,9 @@ def invariance_differences(
     for method in methods:
         for t, name in enumerate(transformations):
             if name not in TRANSFORMATIONS:
-                raise ValueError(f"unknown transformation {name!r}: use one of {list(TRANSFORMATIONS)}")
+                raise ValueError(
+                    f"unknown transformation {name!r}: use one of {list(TRANSFORMATIONS)}"
+                )
             g = torch.Generator().manual_seed(seed * 1000 + t)
             w = torch.randn(hidden, inputs, generator=g, dtype=torch.float64)
             x = torch.randn(cases, inputs, generator=g, dtype=torch.float64) + 1.0
@@ -258,7 +266,8 @@ def invariance_table(
     differences: dict[tuple[str, str], float] | None = None, tolerance: float = 1e-8
 ) -> dict[str, tuple[bool, ...]]:
     """``{method: (invariant?, ...)}`` in the layout of :data:`BA_2016_TABLE`: a cell is invariant
-    when the relative difference measured by :func:`invariance_differences` is below ``tolerance``."""
+    when the relative difference measured by :func:`invariance_differences` is below
+    ``tolerance``."""
     differences = invariance_differences() if differences is None else differences
     methods = list(dict.fromkeys(m for m, _ in differences))
     names = list(dict.fromkeys(t for _, t in differences))
@@ -281,10 +290,11 @@ def invariance_markdown(differences: dict[tuple[str, str], float], tolerance: fl
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- the batch-size experiment
+# ------------------------------------------------------------------- the batch-size experiment
 
 #: Methods of the batch-size experiment, as they appear in its rows.
-BN_GHOST, GN, BRN_GHOST, BN_SMALL = "batch norm", "group norm", "batch renorm", "batch norm, real batch of k"
+BN_GHOST, GN, BRN_GHOST = "batch norm", "group norm", "batch renorm"
+BN_SMALL = "batch norm, real batch of k"
 
 
 #: The chapter's full setting (the published numbers) and short setting (``BNBOOK_QUICK=1``) of
@@ -316,7 +326,8 @@ def batch_size_configs(
     * :data:`BN_GHOST`: batch norm with statistics over ghost batches of k images, k in ``sizes``;
     * :data:`GN`: group norm (``groups`` groups; independent of k, run once, drawn as a flat line);
     * :data:`BRN_GHOST`: batch renorm (rmax 3, dmax 5, relaxed from (1, 0) over the first epoch)
-      over ghost batches of k, k in ``renorm_sizes`` (``norm="ghost_batch"`` with ``rmax``, ``dmax``);
+      over ghost batches of k, k in ``renorm_sizes`` (``norm="ghost_batch"`` with ``rmax``,
+      ``dmax``);
     * :data:`BN_SMALL`: plain batch norm trained with real mini-batches of k images, k in
       ``real_sizes``, with the learning rate scaled by k / batch_size (so the same epochs cost
       batch_size / k times more steps): a check that ghost batches behave as small batches do.
@@ -330,12 +341,16 @@ def batch_size_configs(
     for seed in seeds:
         for k in sizes:
             if k > batch_size or k < 1:
-                raise ValueError(f"ghost batch size {k} must be in 1..{batch_size} (the mini-batch)")
+                raise ValueError(
+                    f"ghost batch size {k} must be in 1..{batch_size} (the mini-batch)"
+                )
             kwargs = {"norm": "ghost_batch", "norm_options": {"ghost_batch_size": k}}
             out.append((BN_GHOST, k, base.replace(model_kwargs=kwargs, seed=seed)))
-        out.append((GN, 0, base.replace(model_kwargs={"norm": "group", "groups": groups}, seed=seed)))
+        gn_kwargs = {"norm": "group", "groups": groups}
+        out.append((GN, 0, base.replace(model_kwargs=gn_kwargs, seed=seed)))
         for k in renorm_sizes:
-            options = {"ghost_batch_size": k, "rmax": 3.0, "dmax": 5.0, "warmup_steps": steps_per_epoch}
+            options = {"ghost_batch_size": k, "rmax": 3.0, "dmax": 5.0,
+                       "warmup_steps": steps_per_epoch}
             kwargs = {"norm": "ghost_batch", "norm_options": options}
             out.append((BRN_GHOST, k, base.replace(model_kwargs=kwargs, seed=seed)))
         for k in real_sizes:
@@ -383,7 +398,9 @@ def summarise(rows: Sequence[dict], key: str = "test_error") -> dict[tuple[str, 
 WU_HE_2018 = {"batch norm": {32: 23.6, 2: 34.7}, "group norm": 24.0}
 
 
-def change_phrase(before: float, after: float, spread: float, unit: str = "percentage points") -> str:
+def change_phrase(
+    before: float, after: float, spread: float, unit: str = "percentage points"
+) -> str:
     """Words for how a test error moved from ``before`` to ``after`` (fractions), read against
     ``spread`` (the seed-to-seed range, a fraction): "rose by 1.2 percentage points",
     "fell by ...", or "stayed within the seed-to-seed spread (0.3 percentage points)"."""

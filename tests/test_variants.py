@@ -112,8 +112,11 @@ def _renorm_reference(x, weight, bias, running_mean, running_var, eps, rmax, dma
     sigma = torch.sqrt(running_var + eps)
     r = torch.clamp(sigma_b.detach() / sigma, 1 / rmax, rmax)
     d = torch.clamp((mu.detach() - running_mean) / sigma, -dmax, dmax)
-    x_hat = (x - mu.view(1, -1, 1, 1)) / sigma_b.view(1, -1, 1, 1) * r.view(1, -1, 1, 1) + d.view(1, -1, 1, 1)
-    return weight.view(1, -1, 1, 1) * x_hat + bias.view(1, -1, 1, 1), r, d
+    def c(t):  # (C,) -> (1, C, 1, 1)
+        return t.view(1, -1, 1, 1)
+
+    x_hat = (x - c(mu)) / c(sigma_b) * c(r) + c(d)
+    return c(weight) * x_hat + c(bias), r, d
 
 
 def test_batch_renorm_matches_the_paper_formula_with_clipping():
@@ -125,8 +128,10 @@ def test_batch_renorm_matches_the_paper_formula_with_clipping():
     layer.running_mean.copy_(torch.tensor([1.0, 0.0, 5.0, -3.0]))
     layer.running_var.copy_(torch.tensor([4.0, 100.0, 0.5, 1.0]))
     ref_in = x.clone().requires_grad_()
-    w, b = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
-    y_ref, r, d = _renorm_reference(ref_in, w, b, layer.running_mean.clone(), layer.running_var.clone(),
+    w = layer.weight.detach().clone().requires_grad_()
+    b = layer.bias.detach().clone().requires_grad_()
+    y_ref, r, d = _renorm_reference(ref_in, w, b, layer.running_mean.clone(),
+                                    layer.running_var.clone(),
                                     layer.eps, 2.0, 0.5)
     (y_ref * dy).sum().backward()
     assert (r == 2.0).any() or (r == 0.5).any(), "the case must exercise r's clipping"
@@ -145,7 +150,8 @@ def test_batch_renorm_hand_computed_channel():
     layer = GhostBatchNorm2d(1, 2, eps=1e-14, rmax=3.0, dmax=5.0)
     layer.running_var.fill_(4.0)
     x = torch.tensor([0.0, 2.0]).view(2, 1, 1, 1)
-    torch.testing.assert_close(layer(x).detach().flatten(), torch.tensor([0.0, 1.0]), rtol=0, atol=1e-13)
+    y = layer(x).detach().flatten()
+    torch.testing.assert_close(y, torch.tensor([0.0, 1.0]), rtol=0, atol=1e-13)
 
 
 def test_batch_renorm_first_warmup_step_is_batch_norm():
@@ -221,8 +227,10 @@ def test_normalised_linear_equals_torch_functions():
     F = nn.functional
     torch.testing.assert_close(variants.normalised_linear("batch norm", w, x),
                                F.batch_norm(a, None, None, training=True, eps=eps))
-    torch.testing.assert_close(variants.normalised_linear("layer norm", w, x), F.layer_norm(a, (5,), eps=eps))
-    torch.testing.assert_close(variants.normalised_linear("RMSNorm", w, x), F.rms_norm(a, (5,), eps=eps))
+    torch.testing.assert_close(variants.normalised_linear("layer norm", w, x),
+                               F.layer_norm(a, (5,), eps=eps))
+    torch.testing.assert_close(variants.normalised_linear("RMSNorm", w, x),
+                               F.rms_norm(a, (5,), eps=eps))
     wn = nn.utils.parametrizations.weight_norm(nn.Linear(3, 5, bias=False))
     with torch.no_grad():
         wn.parametrizations.weight.original0.fill_(1.0)  # g = 1
@@ -233,17 +241,19 @@ def test_normalised_linear_equals_torch_functions():
 
 
 def test_invariance_markdown_has_one_row_per_method():
-    text = variants.invariance_markdown({("a", "s"): 1e-15, ("a", "t"): 0.5, ("b", "s"): 0.2, ("b", "t"): 0.0})
+    differences = {("a", "s"): 1e-15, ("a", "t"): 0.5, ("b", "s"): 0.2, ("b", "t"): 0.0}
+    text = variants.invariance_markdown(differences)
     lines = text.splitlines()
     assert lines[0] == "| | s | t |" and len(lines) == 4
     assert lines[2].startswith("| a | **invariant**") and "no (5e-01)" in lines[2]
 
 
-# --------------------------------------------------------------------------- the experiment's plumbing
+# --------------------------------------------------------------------- the experiment's plumbing
 
 
 def test_batch_size_configs_build_the_layers_they_name():
-    configs = variants.batch_size_configs(sizes=(32, 2), renorm_sizes=(2,), real_sizes=(4,), seeds=(0, 1),
+    configs = variants.batch_size_configs(sizes=(32, 2), renorm_sizes=(2,), real_sizes=(4,),
+                                          seeds=(0, 1),
                                           train_subset=64, epochs=1)
     assert [(m, k) for m, k, _ in configs[:5]] == [
         (variants.BN_GHOST, 32), (variants.BN_GHOST, 2), (variants.GN, 0), (variants.BRN_GHOST, 2),
@@ -253,7 +263,8 @@ def test_batch_size_configs_build_the_layers_they_name():
     assert isinstance(layers[0], GhostBatchNorm2d) and layers[1].ghost_batch_size == 2
     assert isinstance(layers[2], nn.GroupNorm) and layers[2].num_groups == 4
     assert isinstance(layers[3], GhostBatchNorm2d) and layers[3].ghost_batch_size == 2
-    assert (layers[3].rmax, layers[3].dmax, layers[3].warmup_steps) == (3.0, 5.0, 2)  # 64 / 32 steps
+    # warm-up over one epoch: 64 / 32 = 2 steps
+    assert (layers[3].rmax, layers[3].dmax, layers[3].warmup_steps) == (3.0, 5.0, 2)
     assert isinstance(layers[4], nn.BatchNorm2d)
     assert configs[4][2].batch_size == 4 and configs[4][2].lr == pytest.approx(0.01 * 4 / 32)
     assert {c.optimizer for _, _, c in configs} == {"momentum"}
@@ -273,5 +284,43 @@ def test_summarise_hand_computed():
     rows = [{"method": "m", "k": 2, "test_error": 0.1}, {"method": "m", "k": 2, "test_error": 0.3},
             {"method": "g", "k": 0, "test_error": 0.2}]
     out = variants.summarise(rows)
-    assert out[("m", 2)]["mean"] == pytest.approx(0.2) and out[("m", 2)]["std"] == pytest.approx(math.sqrt(0.02))
+    assert out[("m", 2)]["mean"] == pytest.approx(0.2)
+    assert out[("m", 2)]["std"] == pytest.approx(math.sqrt(0.02))
     assert out[("g", 0)] == {"mean": 0.2, "std": 0.0, "min": 0.2, "max": 0.2, "n": 1}
+
+
+# --------------------------------------------------------------------------- measurements and words
+
+
+def test_identities_and_namesakes_are_round_off_and_a_real_difference_shows():
+    assert max(variants.axes_identities().values()) < 1e-12
+    assert max(variants.namesake_differences().values()) < 1e-12
+    x = _batches(1)[0]
+    ours, theirs = nn.BatchNorm2d(3, eps=1e-5), nn.BatchNorm2d(3, eps=0.1)
+    assert variants.module_differences(ours, theirs, x) > 1e-3
+
+
+def test_change_phrase_reads_against_the_spread():
+    assert variants.change_phrase(0.05, 0.071, 0.01) == "rose by 2.1 percentage points"
+    assert variants.change_phrase(0.05, 0.04, 0.001) == "fell by 1.0 percentage points"
+    assert variants.change_phrase(0.05, 0.055, 0.01) == (
+        "stayed within the seed-to-seed spread (1.0 percentage points)")
+
+
+def test_figures_have_labelled_axes():
+    import matplotlib.pyplot as plt
+
+    from bnlib import plots
+
+    fig = plots.normalisation_blocks()
+    assert [ax.get_zlabel() for ax in fig.axes] == ["N"] * 4
+    summary = {("batch norm", 32): {"mean": 0.03, "min": 0.02, "max": 0.04, "n": 2},
+               ("batch norm", 2): {"mean": 0.05, "min": 0.05, "max": 0.05, "n": 2},
+               ("group norm", 0): {"mean": 0.06, "min": 0.05, "max": 0.07, "n": 2}}
+    fig2 = plots.batch_size_curve(summary)
+    ax = fig2.axes[0]
+    assert "test error" in ax.get_ylabel() and "images per normalisation group" in ax.get_xlabel()
+    assert ax.get_xlim()[0] > ax.get_xlim()[1]  # large k on the left, as in Wu & He
+    with pytest.raises(ValueError, match="no 'batch norm' rows"):
+        plots.batch_size_curve({("group norm", 0): summary[("group norm", 0)]})
+    plt.close("all")

@@ -16,8 +16,10 @@ _SHADE = "#f28e2b"
 _PLAIN = "#dce6f2"
 
 
-def _shaded(method: str, n: int, c: int, hw: int, sample: int, channel: int, groups: int) -> np.ndarray:
-    """Boolean (N, C, HW) mask: the values that share one mean and variance with (sample, channel)."""
+def _shaded(
+    method: str, n: int, c: int, hw: int, sample: int, channel: int, groups: int
+) -> np.ndarray:
+    """Boolean (N, C, HW) mask: the values sharing one mean and variance with (sample, channel)."""
     mask = np.zeros((n, c, hw), dtype=bool)
     if method == "batch":
         mask[:, channel, :] = True
