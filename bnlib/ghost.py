@@ -78,7 +78,9 @@ class GhostBatchNorm2d(nn.Module):
         if not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
             raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
         if not isinstance(ghost_batch_size, numbers.Integral) or ghost_batch_size < 1:
-            raise ValueError(f"ghost_batch_size must be a positive integer, got {ghost_batch_size!r}")
+            raise ValueError(
+                f"ghost_batch_size must be a positive integer, got {ghost_batch_size!r}"
+            )
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be 0 or more, got {warmup_steps}")
         self.num_features = num_features
@@ -102,9 +104,13 @@ class GhostBatchNorm2d(nn.Module):
 
     def _check_limits(self) -> None:
         if not self.rmax >= 1:
-            raise ValueError(f"rmax must be at least 1 (r is clipped to [1/rmax, rmax]), got {self.rmax}")
+            raise ValueError(
+                f"rmax must be at least 1 (r is clipped to [1/rmax, rmax]), got {self.rmax}"
+            )
         if not self.dmax >= 0:
-            raise ValueError(f"dmax must be at least 0 (d is clipped to [-dmax, dmax]), got {self.dmax}")
+            raise ValueError(
+                f"dmax must be at least 0 (d is clipped to [-dmax, dmax]), got {self.dmax}"
+            )
 
     def extra_repr(self) -> str:
         text = (f"{self.num_features}, ghost_batch_size={self.ghost_batch_size}, eps={self.eps}, "
