@@ -66,7 +66,7 @@ def _check_more_than_one_value(x: Tensor) -> None:
 class BatchNormFunction(torch.autograd.Function):
     """Batch norm with batch statistics: ``y = gamma * (x - mean) / sqrt(var + eps) + beta``.
 
-    ``x``: (N, C, *spatial) with statistics over every axis but 1; ``weight``, ``bias``: (C,) or
+    ``x``: ``(N, C, *spatial)`` with statistics over every axis but 1; ``weight``, ``bias``: (C,) or
     None. Returns ``(y, mean, var)`` with ``mean`` and the biased ``var`` of shape (C,), which are
     not differentiable outputs (use them for the running statistics only).
 
@@ -367,7 +367,7 @@ class InstanceNorm2d(_RunningStatsNorm):
 
 
 class LayerNorm(nn.Module):
-    """Layer norm over the last ``len(normalized_shape)`` dimensions of a (*, *normalized_shape)
+    """Layer norm over the last ``len(normalized_shape)`` dimensions of a ``(*, *normalized_shape)``
     input; statistics per leading index (biased variance), no running statistics.
 
     Same constructor as :class:`torch.nn.LayerNorm`: ``normalized_shape`` an int or a tuple,
@@ -594,7 +594,7 @@ class BatchRenorm2d(_BatchNorm):
 
 class RMSNorm(nn.Module):
     """Root-mean-square layer norm (Zhang & Sennrich 2019) over the last dimensions of a
-    (*, *normalized_shape) input: ``y = x / sqrt(mean(x^2) + eps) * weight``, no centring, no bias.
+    ``(*, *normalized_shape)`` input: ``y = x / sqrt(mean(x^2) + eps) * weight``, no centring, no bias.
 
     Same constructor as :class:`torch.nn.RMSNorm`; ``eps=None`` means the machine epsilon of the
     input's dtype. ``weight``: ``normalized_shape``.

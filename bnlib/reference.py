@@ -125,7 +125,7 @@ def _affine_norm_forward(
     """``y = gamma * x_hat + beta`` with ``x_hat`` normalised over ``axes`` of ``x``.
 
     ``x`` is seen as ``view_shape`` while normalising: ``x.shape`` by default; group norm passes
-    (N, G, C // G, *spatial).
+    ``(N, G, C // G, *spatial)``.
     """
     x = np.asarray(x, dtype=np.float64)
     view_shape = tuple(x.shape) if view_shape is None else tuple(view_shape)
@@ -183,7 +183,7 @@ Grads = tuple[np.ndarray, np.ndarray, np.ndarray]  # (dx, dgamma, dbeta)
 def batch_norm_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, NormCache]:
-    """Batch norm in training mode. ``x``: (N, C) or (N, C, *spatial); ``gamma``, ``beta``: (C,).
+    """Batch norm in training mode. ``x``: (N, C) or ``(N, C, *spatial)``; ``gamma``, ``beta``: (C,).
 
     Statistics per channel over N and every spatial axis (biased variance). Returns ``(y, cache)``.
     """
@@ -200,7 +200,7 @@ def batch_norm_backward(dy: np.ndarray, cache: NormCache) -> Grads:
 def layer_norm_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, NormCache]:
-    """Layer norm. ``x``: (N, *D); statistics per sample over all of D; ``gamma``, ``beta``: D."""
+    """Layer norm. ``x``: ``(N, *D)``; statistics per sample over all of D; ``gamma``, ``beta``: D."""
     _check_ndim(x, 2, "layer_norm_forward")
     axes = tuple(range(1, np.ndim(x)))
     return _affine_norm_forward(x, gamma, beta, eps, axes=axes, param_axes=(0,))
@@ -214,7 +214,7 @@ def layer_norm_backward(dy: np.ndarray, cache: NormCache) -> Grads:
 def instance_norm_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, NormCache]:
-    """Instance norm. ``x``: (N, C, *spatial); statistics per (sample, channel) over space."""
+    """Instance norm. ``x``: ``(N, C, *spatial)``; statistics per (sample, channel) over space."""
     _check_ndim(x, 3, "instance_norm_forward")
     spatial = tuple(range(2, np.ndim(x)))
     return _affine_norm_forward(x, gamma, beta, eps, axes=spatial, param_axes=(0, *spatial))
@@ -228,7 +228,7 @@ def instance_norm_backward(dy: np.ndarray, cache: NormCache) -> Grads:
 def group_norm_forward(
     x: np.ndarray, num_groups: int, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, NormCache]:
-    """Group norm. ``x``: (N, C, *spatial), C divisible by ``num_groups``; ``gamma``, ``beta``: (C,)
+    """Group norm. ``x``: ``(N, C, *spatial)``, C divisible by ``num_groups``; ``gamma``, ``beta``: (C,)
 
     The channels are split into ``num_groups`` groups of ``C // num_groups``; statistics per
     (sample, group) over the group's channels and every spatial axis. ``num_groups=1`` is layer norm

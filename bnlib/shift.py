@@ -496,8 +496,9 @@ def ics_measure(
         seed: seed of any noise drawn in the forward passes.
 
     Returns:
-        ``{"diff_norm": ||G - G'||_2, "grad_norm": ||G||_2, "relative": ||G - G'|| / ||G||,
-        "cosine": cos(G, G')}`` (norms of the flattened weight tensor).
+        A dict: ``diff_norm`` is ``||G - G'||_2``, ``grad_norm`` is ``||G||_2``, ``relative``
+        is ``||G - G'|| / ||G||`` and ``cosine`` is ``cos(G, G')`` (norms of the flattened
+        weight tensor).
     """
     name = _layer_name(model, layer)
     params = dict(model.named_parameters())

@@ -335,7 +335,7 @@ def show_source(*functions: Callable) -> Any:
     """The source code of ``functions`` as a highlighted Python block (an IPython display object).
 
     Chapters show the library's implementation with it instead of re-typing it, so the page
-    always shows the code that ran. Renders as Markdown: a ```python block, highlighted by the
+    always shows the code that ran. Renders as Markdown: a fenced ``python`` code block, highlighted by the
     book's own theme in the HTML and by Jupyter in a notebook.
     """
     from IPython.display import Markdown
