@@ -292,8 +292,13 @@ def invariance_markdown(differences: dict[tuple[str, str], float], tolerance: fl
 
 # ------------------------------------------------------------------- the batch-size experiment
 
-#: Methods of the batch-size experiment, as they appear in its rows.
-BN_GHOST, GN, BRN_GHOST = "batch norm", "group norm", "batch renorm"
+#: Method name, in the batch-size experiment's rows, of batch norm over ghost batches of k images.
+BN_GHOST = "batch norm"
+#: Method name of group norm (independent of k; its rows have k = 0).
+GN = "group norm"
+#: Method name of batch renorm over ghost batches of k images.
+BRN_GHOST = "batch renorm"
+#: Method name of plain batch norm trained with real mini-batches of k images.
 BN_SMALL = "batch norm, real batch of k"
 
 
