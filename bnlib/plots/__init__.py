@@ -9,3 +9,4 @@ from bnlib.plots.training import accuracy_per_epoch, descent_path, train_loss_pe
 from bnlib.plots.equations import affine_frame, batch_size_frame, computational_graph, normalised_axes
 from bnlib.plots.shift import figure1, ics_over_steps, landscape_over_steps, percentile_bands
 from bnlib.plots.variants import batch_size_curve, normalisation_blocks
+from bnlib.plots.inference import batch_gap_figure, mode_gap_figure, recalibration_figure, running_average_frame, train_mode_accuracy_figure
