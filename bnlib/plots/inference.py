@@ -106,7 +106,8 @@ def mode_gap_figure(rows: Sequence[Mapping]) -> Figure:
            label="train mode (batch statistics, batches of the training size)")
     ax.bar(x + width / 2, [100 * r["eval_mode_accuracy"] for r in rows], width,
            label="eval mode (running averages)")
-    ax.set_xticks(x, [f"trained with batch {r['batch_size']}" for r in rows])
+    ax.set_xticks(x, [f"batch {r['batch_size']}" for r in rows])
+    ax.set_xlabel("batch size the network was trained with")
     ax.set_ylabel("test accuracy (%)")
     low = min(min(r["train_mode_accuracy"], r["eval_mode_accuracy"]) for r in rows)
     ax.set_ylim(max(0.0, 100 * low - 10), 100)
