@@ -20,7 +20,7 @@ RMSNorm) are in :mod:`bnlib.nn`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -403,13 +403,19 @@ def summarise(rows: Sequence[dict], key: str = "test_error") -> dict[tuple[str, 
 WU_HE_2018 = {"batch norm": {32: 23.6, 2: 34.7}, "group norm": 24.0}
 
 
-def change_phrase(
-    before: float, after: float, spread: float, unit: str = "percentage points"
-) -> str:
-    """Words for how a test error moved from ``before`` to ``after`` (fractions), read against
-    ``spread`` (the seed-to-seed range, a fraction): "rose by 1.2 percentage points",
-    "fell by ...", or "stayed within the seed-to-seed spread (0.3 percentage points)"."""
-    change = (after - before) * 100
-    if abs(after - before) <= spread:
-        return f"stayed within the seed-to-seed spread ({spread * 100:.1f} {unit})"
-    return f"{'rose' if change > 0 else 'fell'} by {abs(change):.1f} {unit}"
+def change_phrase(before: Mapping[str, float], after: Mapping[str, float]) -> str:
+    """Words for how a test error moved from one group of runs to another, each summarised by
+    :func:`summarise` (``mean``, ``min``, ``max``, ``n``; fractions).
+
+    A change counts as a rise (or fall) only when every seed of ``after`` lies above (or below)
+    every seed of ``before``: "rose by 1.2 percentage points in every seed"; otherwise the seeds'
+    ranges overlap: "changed by +0.3 percentage points, with the seeds' ranges overlapping".
+    With one seed per group, any difference counts ("... (one seed)").
+    """
+    change = (after["mean"] - before["mean"]) * 100
+    qualifier = "(one seed)" if max(before["n"], after["n"]) == 1 else "in every seed"
+    if after["min"] > before["max"]:
+        return f"rose by {abs(change):.1f} percentage points {qualifier}"
+    if after["max"] < before["min"]:
+        return f"fell by {abs(change):.1f} percentage points {qualifier}"
+    return f"changed by {change:+.1f} percentage points, with the seeds' ranges overlapping"

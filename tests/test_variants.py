@@ -300,11 +300,15 @@ def test_identities_and_namesakes_are_round_off_and_a_real_difference_shows():
     assert variants.module_differences(ours, theirs, x) > 1e-3
 
 
-def test_change_phrase_reads_against_the_spread():
-    assert variants.change_phrase(0.05, 0.071, 0.01) == "rose by 2.1 percentage points"
-    assert variants.change_phrase(0.05, 0.04, 0.001) == "fell by 1.0 percentage points"
-    assert variants.change_phrase(0.05, 0.055, 0.01) == (
-        "stayed within the seed-to-seed spread (1.0 percentage points)")
+def test_change_phrase_reads_the_seeds_ranges():
+    def group(*errors):
+        return variants.summarise([{"method": "m", "k": 1, "test_error": e} for e in errors])[("m", 1)]
+
+    assert variants.change_phrase(group(0.03, 0.04), group(0.05, 0.06)) == (
+        "rose by 2.0 percentage points in every seed")
+    assert variants.change_phrase(group(0.05), group(0.04)) == "fell by 1.0 percentage points (one seed)"
+    assert variants.change_phrase(group(0.03, 0.05), group(0.04, 0.07)) == (
+        "changed by +1.5 percentage points, with the seeds' ranges overlapping")
 
 
 def test_figures_have_labelled_axes():
