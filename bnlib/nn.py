@@ -63,6 +63,15 @@ def _check_more_than_one_value(x: Tensor) -> None:
         )
 
 
+
+def _reset_affine(module: nn.Module) -> None:
+    """torch's initialisation of a normalisation layer's affine part: ``weight`` = 1, ``bias`` = 0
+    (either may be absent)."""
+    if getattr(module, "weight", None) is not None:
+        nn.init.ones_(module.weight)
+    if getattr(module, "bias", None) is not None:
+        nn.init.zeros_(module.bias)
+
 class BatchNormFunction(torch.autograd.Function):
     """Batch norm with batch statistics: ``y = gamma * (x - mean) / sqrt(var + eps) + beta``.
 
@@ -179,10 +188,7 @@ class _RunningStatsNorm(nn.Module):
     def reset_parameters(self) -> None:
         """Running statistics reset, ``weight`` = 1, ``bias`` = 0."""
         self.reset_running_stats()
-        if self.affine:
-            nn.init.ones_(self.weight)
-            if self.bias is not None:
-                nn.init.zeros_(self.bias)
+        _reset_affine(self)
 
     def extra_repr(self) -> str:
         return (
@@ -404,10 +410,7 @@ class LayerNorm(nn.Module):
 
     def reset_parameters(self) -> None:
         """``weight`` = 1, ``bias`` = 0."""
-        if self.elementwise_affine:
-            nn.init.ones_(self.weight)
-            if self.bias is not None:
-                nn.init.zeros_(self.bias)
+        _reset_affine(self)
 
     def extra_repr(self) -> str:
         return (
@@ -474,10 +477,7 @@ class GroupNorm(nn.Module):
 
     def reset_parameters(self) -> None:
         """``weight`` = 1, ``bias`` = 0."""
-        if self.affine:
-            nn.init.ones_(self.weight)
-            if self.bias is not None:
-                nn.init.zeros_(self.bias)
+        _reset_affine(self)
 
     def extra_repr(self) -> str:
         return (
@@ -624,8 +624,7 @@ class RMSNorm(nn.Module):
 
     def reset_parameters(self) -> None:
         """``weight`` = 1."""
-        if self.elementwise_affine:
-            nn.init.ones_(self.weight)
+        _reset_affine(self)
 
     def extra_repr(self) -> str:
         return (

@@ -18,6 +18,19 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Every test on one torch thread. The tensors are tiny: on a busy machine torch's kernels
+    wait longer for a second thread than they compute (150 ms for an 8x3 batch norm), and no
+    result depends on the thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 OUTPUT = ROOT / "_build" / "test-book"
 HTML = OUTPUT / "_build" / "html"
 

@@ -12,16 +12,6 @@ import bnlib.nn as bnn
 from bnlib.inference import fold_all, fold_batch_norm, is_batch_norm, recalibrate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: torch's own kernels spend most of their time waking a second thread on a
-    busy machine (150 ms for an 8x3 batch norm). Results do not depend on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 F64 = torch.float64
 
 

@@ -10,16 +10,6 @@ import torch
 import bnlib.nn as bn
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: torch's own kernels spend most of their time waking a second thread on a
-    busy machine (150 ms for an 8x3 batch norm). Results do not depend on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 F64 = torch.float64
 OUT_TOL = {"rtol": 1e-7, "atol": 1e-10}  # outputs, float64
 GRAD_TOL = {"rtol": 1e-6, "atol": 1e-9}  # gradients, float64

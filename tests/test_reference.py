@@ -10,16 +10,6 @@ import torch.nn.functional as F
 from bnlib import reference as ref
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: torch's own kernels spend most of their time waking a second thread on a
-    busy machine (150 ms for an 8x3 batch norm). Results do not depend on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _random(shape, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(loc=0.5, scale=2.0, size=shape)

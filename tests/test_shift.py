@@ -17,16 +17,6 @@ from bnlib import shift
 from bnlib.shift import NoisyBatchNorm
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: on a busy machine torch's kernels wait for a second thread longer than they
-    compute. Results do not depend on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def buffers_of(model: nn.Module) -> list[torch.Tensor]:
     return [b.clone() for b in model.buffers()]
 
