@@ -57,6 +57,18 @@ def executed_pages() -> list[str]:
     return [f for f in toc_files() if "jupytext:" in (ROOT / f"{f}.md").read_text()[:300]]
 
 
+def chapter_pages() -> list[str]:
+    """The introduction and the chapters (the pages expected to show figures)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    chapters = [
+        entry["file"]
+        for part in toc.get("parts", [])
+        if part.get("caption") == "Chapters"
+        for entry in part.get("chapters", [])
+    ]
+    return [toc["root"], *chapters]
+
+
 class PageParser(HTMLParser):
     """Collects images and the classes of every element of a built page."""
 
