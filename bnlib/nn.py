@@ -438,7 +438,7 @@ class LayerNorm(nn.Module):
 
 
 class GroupNorm(nn.Module):
-    """Group norm over (N, C, *) inputs: the C channels split into ``num_groups`` groups,
+    """Group norm over ``(N, C, *)`` inputs: the C channels split into ``num_groups`` groups,
     statistics per (sample, group) over the group's channels and every spatial position.
 
     Same constructor as :class:`torch.nn.GroupNorm` (``num_groups``, ``num_channels``, ``eps``,

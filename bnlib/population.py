@@ -469,10 +469,11 @@ def recalibration_curve(
 
 
 class FrozenBatchNorm2d(nn.Module):
-    """BatchNorm with fixed statistics and affine parameters: ``y = (x - mean) / sqrt(var + eps)
-    * weight + bias`` per channel, in train and eval mode alike (buffers only, nothing to learn).
+    """BatchNorm with fixed statistics and affine parameters,
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` per channel, in train and eval mode
+    alike (buffers only, nothing to learn).
 
-    Input (N, C) or (N, C, *spatial). Built by :meth:`from_batch_norm`; the buffers keep BN's
+    Input (N, C) or ``(N, C, *spatial)``. Built by :meth:`from_batch_norm`; the buffers keep BN's
     names, so a frozen model's ``state_dict`` has the same keys as the original minus
     ``num_batches_tracked``.
     """
