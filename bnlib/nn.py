@@ -64,6 +64,19 @@ def _check_more_than_one_value(x: Tensor) -> None:
 
 
 
+def _check_trailing_shape(x: Tensor, normalized_shape: tuple[int, ...]) -> int:
+    """Raise torch's error unless ``x`` ends with ``normalized_shape``; return its length."""
+    k = len(normalized_shape)
+    if x.dim() < k or tuple(x.shape[x.dim() - k:]) != normalized_shape:
+        raise RuntimeError(
+            f"Given normalized_shape={list(normalized_shape)}, expected input with shape "
+            f"[*, {', '.join(map(str, normalized_shape))}], but got input of size "
+            f"{list(x.shape)}: the last {k} dimension(s) of the input must equal "
+            "normalized_shape"
+        )
+    return k
+
+
 def _reset_affine(module: nn.Module) -> None:
     """torch's initialisation of a normalisation layer's affine part: ``weight`` = 1, ``bias`` = 0
     (either may be absent)."""
@@ -419,14 +432,7 @@ class LayerNorm(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        k = len(self.normalized_shape)
-        if x.dim() < k or tuple(x.shape[x.dim() - k:]) != self.normalized_shape:
-            raise RuntimeError(
-                f"Given normalized_shape={list(self.normalized_shape)}, expected input with shape "
-                f"[*, {', '.join(map(str, self.normalized_shape))}], but got input of size "
-                f"{list(x.shape)}: the last {k} dimension(s) of the input must equal "
-                "normalized_shape"
-            )
+        k = _check_trailing_shape(x, self.normalized_shape)
         dims = tuple(range(x.dim() - k, x.dim()))
         var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
         y = (x - mean) * torch.rsqrt(var + self.eps)
@@ -633,14 +639,7 @@ class RMSNorm(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        k = len(self.normalized_shape)
-        if x.dim() < k or tuple(x.shape[x.dim() - k:]) != self.normalized_shape:
-            raise RuntimeError(
-                f"Given normalized_shape={list(self.normalized_shape)}, expected input with shape "
-                f"[*, {', '.join(map(str, self.normalized_shape))}], but got input of size "
-                f"{list(x.shape)}: the last {k} dimension(s) of the input must equal "
-                "normalized_shape"
-            )
+        k = _check_trailing_shape(x, self.normalized_shape)
         eps = torch.finfo(x.dtype).eps if self.eps is None else self.eps
         dims = tuple(range(x.dim() - k, x.dim()))
         y = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps)
