@@ -107,13 +107,18 @@ def test_precomputed_sliders_respond_without_a_kernel(browser):
     """Every slider that drives a Stack of precomputed frames changes the visible frame."""
     from selenium.webdriver.common.keys import Keys
 
-    pages = [p for p in executed_pages() if "bnlib.widgets" in (ROOT / f"{p}.md").read_text()]
+    pages = [p for p in executed_pages() if "interactive_figure(" in (ROOT / f"{p}.md").read_text()]
     checked = 0
     for page in pages:
         open_page(browser, page)
         pairs = browser.execute_script(
-            "return [...document.querySelectorAll('.widget-stack')]"
-            ".filter(stack => !stack.parentElement.closest('.widget-stack')).map(stack => {"
+            # html-manager renders an ipywidgets Stack as a plain .widget-box (not an hbox or
+            # vbox) holding only its selected frame, swapped when the index changes.
+            "const isStack = b => b.matches('.widget-box:not(.widget-vbox):not(.widget-hbox)');"
+            "return [...document.querySelectorAll('.widget-box')].filter(isStack)"
+            ".filter(stack => ![...document.querySelectorAll('.widget-box')]"
+            "  .some(other => other !== stack && isStack(other) && other.contains(stack)))"
+            ".map(stack => {"
             "  let box = stack.parentElement;"
             "  while (box && !box.querySelector('.widget-slider')) box = box.parentElement;"
             "  return box ? [box.querySelector('.widget-slider [role=slider]'), stack] : null;"
@@ -131,4 +136,4 @@ def test_precomputed_sliders_respond_without_a_kernel(browser):
             assert after and after != before, f"{page}: moving the slider did not change the figure"
             checked += 1
     if not pages:
-        pytest.skip("no chapter in the toc uses bnlib.widgets yet")
+        pytest.skip("no chapter in the toc draws an interactive_figure yet")
