@@ -77,6 +77,19 @@ def _check_trailing_shape(x: Tensor, normalized_shape: tuple[int, ...]) -> int:
     return k
 
 
+def _register_affine(
+    module: nn.Module, shape: tuple[int, ...], affine: bool, bias: bool, factory: dict
+) -> None:
+    """Register ``weight`` and ``bias`` of ``shape`` under torch's names, or ``None`` where the
+    layer has none (values are set by :func:`_reset_affine`)."""
+    module.register_parameter(
+        "weight", nn.Parameter(torch.empty(shape, **factory)) if affine else None
+    )
+    module.register_parameter(
+        "bias", nn.Parameter(torch.empty(shape, **factory)) if affine and bias else None
+    )
+
+
 def _reset_affine(module: nn.Module) -> None:
     """torch's initialisation of a normalisation layer's affine part: ``weight`` = 1, ``bias`` = 0
     (either may be absent)."""
@@ -173,12 +186,7 @@ class _RunningStatsNorm(nn.Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_features, **factory))
-            self.bias = nn.Parameter(torch.empty(num_features, **factory)) if bias else None
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, (num_features,), affine, bias, factory)
         if track_running_stats:
             self.register_buffer("running_mean", torch.zeros(num_features, **factory))
             self.register_buffer("running_var", torch.ones(num_features, **factory))
@@ -410,15 +418,7 @@ class LayerNorm(nn.Module):
         self.normalized_shape = tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.empty(self.normalized_shape, **factory))
-            if bias:
-                self.bias = nn.Parameter(torch.empty(self.normalized_shape, **factory))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, self.normalized_shape, elementwise_affine, bias, factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -473,12 +473,7 @@ class GroupNorm(nn.Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_channels, **factory))
-            self.bias = nn.Parameter(torch.empty(num_channels, **factory)) if bias else None
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, (num_channels,), affine, bias, factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
