@@ -18,6 +18,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "_build" / "test-book"
+HTML = OUTPUT / "_build" / "html"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -31,8 +33,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-OUTPUT = ROOT / "_build" / "test-book"
-HTML = OUTPUT / "_build" / "html"
 
 
 def toc_files() -> list[str]:

@@ -1,8 +1,10 @@
 """Build the book: ``make book`` (full setting) and the test build (``--quick``).
 
 Jupyter Book re-executes a chapter only when its code cells change, not when ``bnlib`` does.
-This script hashes bnlib's source; when the hash differs from the one stored beside the
-notebook cache, the cache is cleared, so every chapter runs again against the new code.
+Nor does it know the setting: a page executed in the short setting would be served again in a
+full build. This script stamps the cache with a hash of bnlib's source and the setting; when
+either differs, the cache is cleared, so every chapter runs again against the new code in the
+setting asked for.
 Training results have their own cache (``bnlib.training``), keyed by configuration and code,
 so unchanged runs still come back instantly.
 
@@ -21,6 +23,8 @@ from pathlib import Path
 
 from vendor_js import vendor
 
+from bnlib.settings import is_quick
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,15 +37,15 @@ def source_hash(package: Path = ROOT / "bnlib") -> str:
     return digest.hexdigest()
 
 
-def clear_stale_notebook_cache(build_dir: Path) -> None:
-    """Drop the executed-notebook cache if bnlib changed since it was filled."""
+def clear_stale_notebook_cache(build_dir: Path, setting: str) -> None:
+    """Drop the executed-notebook cache if bnlib or the setting changed since it was filled."""
     stamp = build_dir / ".bnlib-source-hash"
-    current = source_hash()
+    current = f"{source_hash()} {setting}"
     if stamp.exists() and stamp.read_text().strip() == current:
         return
     cache = build_dir / ".jupyter_cache"
     if cache.exists():
-        print(f"bnlib changed since the last build: clearing {cache}", flush=True)
+        print(f"bnlib or the setting changed since the last build: clearing {cache}", flush=True)
         shutil.rmtree(cache)
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(current + "\n")
@@ -51,18 +55,18 @@ def build(output: Path, quick: bool) -> int:
     """Run jupyter-book with warnings as errors; return its exit code."""
     build_dir = output / "_build"
     vendor()
-    clear_stale_notebook_cache(build_dir)
-    env = dict(os.environ)
-    env.setdefault("BNLIB_PROGRESS", "0")
+    # The kernels inherit this environment: BNBOOK_QUICK set here or by the caller picks the setting.
+    os.environ.setdefault("BNLIB_PROGRESS", "0")
     if quick:
-        env["BNBOOK_QUICK"] = "1"
+        os.environ["BNBOOK_QUICK"] = "1"
+    clear_stale_notebook_cache(build_dir, "quick" if is_quick() else "full")
     command = [
         str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT),
         "--path-output", str(output), "--builder", "html",
         "-W", "-n", "--keep-going", "--all",
     ]
     print(" ".join(command), flush=True)
-    code = subprocess.call(command, cwd=ROOT, env=env)
+    code = subprocess.call(command, cwd=ROOT)
     index = build_dir / "html" / "index.html"
     if code == 0:
         print(f"\nThe book is ready: open file://{index}")
