@@ -23,11 +23,13 @@ Determinism: the seed fixes the initial weights, the train subset and the shuffl
 its own ``torch.Generator``), so the same configuration gives a bit-identical history on the same
 machine with the same torch version and thread count. Runs use one torch thread by default
 (``threads=1``), both in-process and in :func:`run_many`'s workers, so a run gives the same
-numbers however it was launched; a different thread count may change the last bits.
+numbers however it was launched. More threads make a lone run faster (about 1.5x with two, see
+``benchmarks/train_speed.py``) but change the last bits of the numbers, which then differ from
+the same run's with one thread.
 
-The cache (:func:`run`) is keyed by the configuration, the probes' keys, :func:`code_version` (a
-hash of the code of the bnlib modules the run executes, docstrings and comments excluded) and the
-data checksums; entries are
+The cache (:func:`run`) is keyed by the configuration, the probes' keys, the thread count,
+:func:`code_version` (a hash of the code of the bnlib modules the run executes, docstrings and
+comments excluded) and the data checksums; entries are
 JSON files under ``bnlib.settings.cache_dir() / "runs"``, written atomically.
 """
 
@@ -349,7 +351,7 @@ def _make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimize
 
 
 def evaluate(
-    model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 1000, channels_last: bool = False
+    model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 250, channels_last: bool = False
 ) -> tuple[float, float]:
     """Mean cross-entropy (nats) and accuracy (fraction) of ``model`` in eval mode.
 
@@ -578,13 +580,14 @@ def code_version(modules: Sequence[str] = CODE_MODULES) -> str:
     return digest.hexdigest()
 
 
-def cache_key(config: RunConfig, probes: Sequence[StepProbe] = ()) -> str:
-    """Hex digest of the configuration, the probes' keys, the code of the modules the run
-    executes (:func:`run_modules`, :func:`code_version`) and the data checksums: equal keys mean
-    the run would compute the same history."""
+def cache_key(config: RunConfig, probes: Sequence[StepProbe] = (), threads: int | None = 1) -> str:
+    """Hex digest of the configuration, the probes' keys, the torch thread count, the code of the
+    modules the run executes (:func:`run_modules`, :func:`code_version`) and the data checksums:
+    equal keys mean the run would compute the same history."""
     payload = {
         "config": config.to_dict(),
         "probes": [{"name": p.name, "key": p.key()} for p in probes],
+        "threads": threads if threads is not None else torch.get_num_threads(),
         "code": code_version(run_modules(config, probes)),
         "data": bnlib_data.ARRAY_SHA256,
         "torch": torch.__version__,
@@ -592,9 +595,9 @@ def cache_key(config: RunConfig, probes: Sequence[StepProbe] = ()) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def cache_path(config: RunConfig, probes: Sequence[StepProbe] = ()) -> Path:
+def cache_path(config: RunConfig, probes: Sequence[StepProbe] = (), threads: int | None = 1) -> Path:
     """Where :func:`run` keeps this run's history."""
-    return settings.cache_dir() / "runs" / f"{cache_key(config, probes)}.json"
+    return settings.cache_dir() / "runs" / f"{cache_key(config, probes, threads)}.json"
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -636,7 +639,7 @@ def run(
     """
     if not cache:
         return train(config, probes, progress=progress, threads=threads, on_epoch=on_epoch)
-    path = cache_path(config, probes)
+    path = cache_path(config, probes, threads)
     history = _read_cached(path)
     if history is not None:
         return history
@@ -683,8 +686,10 @@ def run_many(
         configs: the runs.
         probes: one sequence of probes per configuration (``None``: no probes). Probes must be
             picklable, as they travel to the worker process.
-        workers: processes (default: the number of CPUs, at most the runs left to compute);
-            each uses one torch thread. ``workers=1`` runs them one after another in this process.
+        workers: processes (default :func:`bnlib.settings.default_workers`: one per available
+            CPU, fewer if memory is short; never more than the runs left to compute); each uses
+            one torch thread. ``workers=1`` runs them one after another in this process, which
+            saves the memory of the worker processes (each imports torch and loads the data).
         cache: as in :func:`run`; cache hits are read here and cost no process.
         progress: one bar over all epochs of all runs (default
             :func:`bnlib.settings.show_progress`).
@@ -711,7 +716,9 @@ def run_many(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=sum(configs[i].epochs for i in todo), unit="epoch", desc=f"{len(todo)} runs")
-    workers = min(workers or os.cpu_count() or 1, len(todo))
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be None or a positive integer, got {workers}")
+    workers = min(workers or settings.default_workers(), len(todo))
     try:
         if workers == 1:
             for i in todo:

@@ -153,6 +153,16 @@ def test_cache_hit_miss_on_config_and_code_change(cache_dir, monkeypatch):
     assert not training.run(config, progress=False).cached
 
 
+def test_the_thread_count_has_its_own_cache_entry(cache_dir):
+    # two threads change the last bits of the numbers, so they must not share one entry
+    config = TINY.replace(epochs=1)
+    assert training.cache_path(config, threads=1) != training.cache_path(config, threads=2)
+    one = training.run(config, progress=False, threads=1)
+    two = training.run(config, progress=False, threads=2)
+    assert not two.cached
+    assert training.run(config, progress=False, threads=1).rows() == one.rows()
+
+
 def test_code_version_hashes_code_not_documentation(tmp_path, monkeypatch):
     fake_package = tmp_path / "bnlib"
     fake_package.mkdir()
@@ -188,6 +198,19 @@ def test_interrupted_write_leaves_no_file(cache_dir, monkeypatch):
     with pytest.raises(OSError, match="power cut"):
         training.run(config, progress=False)
     assert [p for p in cache_dir.rglob("*") if p.is_file()] == []
+
+
+def test_run_many_refuses_a_bad_worker_count(cache_dir):
+    with pytest.raises(ValueError, match="workers must be None or a positive integer"):
+        training.run_many([TINY], workers=0, progress=False)
+
+
+def test_run_many_takes_its_worker_count_from_the_environment(cache_dir, monkeypatch):
+    # one worker: the runs go one after another in this process, with no process pool
+    monkeypatch.setenv("BNLIB_WORKERS", "1")
+    monkeypatch.setattr(training, "ProcessPoolExecutor", None)  # would fail if a pool were made
+    histories = training.run_many([TINY.replace(seed=s) for s in (1, 2)], progress=False)
+    assert [h.config.seed for h in histories] == [1, 2]
 
 
 def test_run_many_matches_run_and_fills_the_cache(cache_dir):
