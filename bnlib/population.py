@@ -346,7 +346,7 @@ def _forward_in_batches(
 # --------------------------------------------------------------------------- batch vs population
 
 
-def bn_input_moments(model: nn.Module, images: Tensor, batch_size: int = 500) -> list[tuple[np.ndarray, np.ndarray]]:
+def bn_input_moments(model: nn.Module, images: Tensor, batch_size: int = 100) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per-image moments of every BN layer's input, with the model in eval mode.
 
     Returns one ``(means, squares)`` pair per BN layer (in :func:`batch_norm_layers` order), each a
@@ -439,7 +439,7 @@ def recalibration_curve(
     sizes: Sequence[int],
     draws: int = 3,
     seed: int = 0,
-    batch_size: int = 500,
+    batch_size: int = 250,
 ) -> list[dict]:
     """Test accuracy after recomputing population statistics from ``n`` random training images.
 

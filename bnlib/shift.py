@@ -378,7 +378,7 @@ class ActivationPercentileProbe:
 # --------------------------------------------------------------------------------------------
 
 
-def accuracy(model: nn.Module, inputs: Tensor, targets: Tensor, batch_size: int = 1000) -> float:
+def accuracy(model: nn.Module, inputs: Tensor, targets: Tensor, batch_size: int = 250) -> float:
     """Fraction of ``inputs`` whose arg-max logit is ``targets``, in eval mode (mode restored)."""
     correct = 0
     with _untouched(model, False, 0), torch.no_grad():
