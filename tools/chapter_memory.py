@@ -1,8 +1,11 @@
 """Peak memory of each chapter, executed as a reader would on Binder (short setting).
 
 Each chapter of ``_toc.yml`` that is a notebook is executed in a fresh kernel (with
-``BNBOOK_QUICK=1``), while the resident memory of the kernel and all its child processes
-(parallel training workers included) is sampled every 0.1 s; the largest sum is the peak.
+``BNBOOK_QUICK=1``), while the memory of the kernel and all its child processes (parallel
+training workers included) is sampled every 0.1 s; the largest sum is the peak. Each process
+counts its proportional set size (PSS: its private pages plus its share of pages it shares with
+others, such as torch's libraries mapped by every worker), so the sum is the memory the tree
+really holds; summing resident sizes (RSS) would count every shared library once per process.
 Binder gives about 2 GB, so every chapter must stay well below that.
 
     python tools/chapter_memory.py [book/02_equations.md ...]
@@ -33,25 +36,28 @@ def notebook_chapters() -> list[Path]:
     return [p for p in paths if "jupytext:" in p.read_text()[:300]]
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """Resident bytes of a process and all its descendants."""
-    total = 0
-    for member in [process, *process.children(recursive=True)]:
+def tree_pss(process: psutil.Process) -> tuple[int, int, int]:
+    """(PSS bytes of a process and all its descendants, of the process alone, descendants)."""
+    total, own, children = 0, 0, process.children(recursive=True)
+    for member in [process, *children]:
         try:
-            total += member.memory_info().rss
+            pss = member.memory_full_info().pss
         except psutil.Error:
-            pass
-    return total
+            continue
+        total += pss
+        own = pss if member is process else own
+    return total, own, len(children)
 
 
-def peak_memory(chapter: Path) -> tuple[float, float]:
-    """(peak MiB of kernel + children, seconds) for one chapter."""
+def peak_memory(chapter: Path) -> tuple[float, float, float, int]:
+    """(peak MiB of kernel + children, MiB of the kernel at that moment, seconds, the number of
+    child processes at that moment) for one chapter."""
     notebook = jupytext.read(chapter)
     client = NotebookClient(
         notebook, timeout=1800, kernel_name="python3",
         resources={"metadata": {"path": str(chapter.parent)}},
     )
-    peak, done = 0, threading.Event()
+    peak, done = (0, 0, 0), threading.Event()
 
     def sample() -> None:
         nonlocal peak
@@ -60,7 +66,7 @@ def peak_memory(chapter: Path) -> tuple[float, float]:
             pid = getattr(getattr(manager, "provisioner", None), "pid", None) if manager else None
             if pid:
                 try:
-                    peak = max(peak, tree_rss(psutil.Process(pid)))
+                    peak = max(peak, tree_pss(psutil.Process(pid)))  # by the total
                 except psutil.Error:
                     pass
             time.sleep(0.1)
@@ -73,17 +79,19 @@ def peak_memory(chapter: Path) -> tuple[float, float]:
     finally:
         done.set()
         sampler.join()
-    return peak / 2**20, time.perf_counter() - start
+    total, kernel, children = peak
+    return total / 2**20, kernel / 2**20, time.perf_counter() - start, children
 
 
 def main(argv: list[str]) -> int:
     os.environ["BNBOOK_QUICK"] = "1"
     os.environ.setdefault("BNLIB_PROGRESS", "0")
     chapters = [Path(a).resolve() for a in argv] or notebook_chapters()
-    print(f"{'chapter':40s} {'peak MiB':>9s} {'seconds':>8s}")
+    print(f"{'chapter':40s} {'peak MiB':>9s} {'kernel MiB':>10s} {'children':>8s} {'seconds':>8s}")
     for chapter in chapters:
-        mib, seconds = peak_memory(chapter)
-        print(f"{chapter.relative_to(ROOT).as_posix():40s} {mib:9.0f} {seconds:8.1f}", flush=True)
+        total, kernel, seconds, children = peak_memory(chapter)
+        print(f"{chapter.relative_to(ROOT).as_posix():40s} {total:9.0f} {kernel:10.0f} "
+              f"{children:8d} {seconds:8.1f}", flush=True)
     return 0
 
 
