@@ -8,6 +8,10 @@ others, such as torch's libraries mapped by every worker), so the sum is the mem
 really holds; summing resident sizes (RSS) would count every shared library once per process.
 Binder gives about 2 GB, so every chapter must stay well below that.
 
+The kernel gets the variables that ``binder/start`` exports on Binder (``BNBOOK_QUICK=1``,
+``BNLIB_WORKERS=1``), except those already set: ``BNLIB_WORKERS=2 python
+tools/chapter_memory.py`` measures with two training worker processes instead.
+
     python tools/chapter_memory.py [book/02_equations.md ...]
 """
 
@@ -83,9 +87,22 @@ def peak_memory(chapter: Path) -> tuple[float, float, float, int]:
     return total / 2**20, kernel / 2**20, time.perf_counter() - start, children
 
 
+def binder_environment() -> dict[str, str]:
+    """The variables ``binder/start`` exports (lines ``export NAME=VALUE``)."""
+    found = {}
+    for line in (ROOT / "binder" / "start").read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            name, value = line.removeprefix("export ").split("=", 1)
+            found[name.strip()] = value.strip().strip("'\"")
+    return found
+
+
 def main(argv: list[str]) -> int:
-    os.environ["BNBOOK_QUICK"] = "1"
+    for name, value in binder_environment().items():
+        os.environ.setdefault(name, value)
     os.environ.setdefault("BNLIB_PROGRESS", "0")
+    print(f"BNBOOK_QUICK={os.environ.get('BNBOOK_QUICK')} "
+          f"BNLIB_WORKERS={os.environ.get('BNLIB_WORKERS', '(default)')}")
     chapters = [Path(a).resolve() for a in argv] or notebook_chapters()
     print(f"{'chapter':40s} {'peak MiB':>9s} {'kernel MiB':>10s} {'children':>8s} {'seconds':>8s}")
     for chapter in chapters:
