@@ -216,9 +216,11 @@ def test_accuracy():
 # --------------------------------------------------------------------------- batch vs population
 
 
-def test_bn_input_moments_are_the_per_image_moments_of_each_bn_input():
-    model = tiny_net().train()
-    images = torch.rand(7, 1, 6, 6, dtype=torch.float64)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_bn_input_moments_are_the_per_image_moments_of_each_bn_input(memory_format):
+    # channels-last: the layout of a model trained by bnlib.training, reduced along another axis
+    model = tiny_net().train().to(memory_format=memory_format)
+    images = torch.rand(7, 1, 6, 6, dtype=torch.float64).contiguous(memory_format=memory_format)
     moments = P.bn_input_moments(model, images, batch_size=3)
     assert model.training  # mode restored
     model.eval()
