@@ -353,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluate on a fixed subset of N test images instead of all 3,000 "
                              "(for quick checks; default: all)")
     parser.add_argument("--workers", type=_count(1), default=None,
-                        help="parallel processes, one torch thread each (default: one per CPU)")
+                        help="parallel processes, one torch thread each (default: $BNLIB_WORKERS, else one "
+                             "per CPU the machine's quota grants, fewer if memory is short)")
     parser.add_argument("--no-cache", action="store_true",
                         help="train everything again: neither read nor write the result cache")
     parser.add_argument("--quiet", action="store_true",
