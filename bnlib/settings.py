@@ -22,7 +22,8 @@ CACHE_ENV = "BNLIB_CACHE_DIR"
 WORKERS_ENV = "BNLIB_WORKERS"
 
 #: Memory one training worker process holds at its peak (torch, the data, one model), in bytes:
-#: about 330 MiB measured (proportional set size, tools/chapter_memory.py), rounded up.
+#: 350-380 MiB measured (proportional set size; ``BNLIB_WORKERS=2 tools/chapter_memory.py``
+#: on chapters 01 and 03), rounded up.
 WORKER_MEMORY = 400 * 2**20
 #: Where Linux shows this process's control group (its CPU quota and memory limit).
 CGROUP_ROOT = Path("/sys/fs/cgroup")
