@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("option", ["--images", "--test-images", "--seeds", "--epochs"])
+@pytest.mark.parametrize("option", ["--images", "--test-images", "--seeds", "--epochs", "--rounds"])
 def test_train_speed_refuses_counts_below_one(option):
     result = subprocess.run([sys.executable, "benchmarks/train_speed.py", option, "0"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
