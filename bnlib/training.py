@@ -23,9 +23,9 @@ Determinism: the seed fixes the initial weights, the train subset and the shuffl
 its own ``torch.Generator``), so the same configuration gives a bit-identical history on the same
 machine with the same torch version and thread count. Runs use one torch thread by default
 (``threads=1``), both in-process and in :func:`run_many`'s workers, so a run gives the same
-numbers however it was launched. More threads make a lone run faster (about 1.5x with two, see
-``benchmarks/train_speed.py``) but change the last bits of the numbers, which then differ from
-the same run's with one thread.
+numbers however it was launched. More threads make a lone run faster (1.3x to 1.5x with two
+on a 2-core machine, measured by ``benchmarks/train_speed.py``) but change the last bits of the
+numbers, which then differ from the same run's with one thread.
 
 The cache (:func:`run`) is keyed by the configuration, the probes' keys, the thread count,
 :func:`code_version` (a hash of the code of the bnlib modules the run executes, docstrings and
