@@ -20,8 +20,9 @@ data file (a train subset of --images and a test subset of --test-images). Measu
    images per second, for the article's pipeline and for bnlib.training with one thread and
    with every core, in --rounds interleaved rounds (medians reported);
 2. the steps between the two (training steps only, no evaluation): preloading, then the
-   channels-last memory format, and with --compile torch.compile (measured slower than eager
-   for this small network here, plus 10-30 s of compiling, so bnlib does not use it);
+   channels-last memory format, and with --compile torch.compile (measured no faster than eager
+   for this small network here: +4% on one thread, slower on two, after 10-30 s of compiling,
+   so bnlib does not use it);
 3. the whole multi-seed comparison (2 models x --seeds seeds x --epochs epochs):
    :func:`bnlib.training.run_many` over the cores (its wall time: worker start-up included)
    against the article's pipeline running the same runs one after another, both timed for real;
