@@ -63,7 +63,6 @@ def _check_more_than_one_value(x: Tensor) -> None:
         )
 
 
-
 def _check_trailing_shape(x: Tensor, normalized_shape: tuple[int, ...]) -> int:
     """Raise torch's error unless ``x`` ends with ``normalized_shape``; return its length."""
     k = len(normalized_shape)
@@ -97,6 +96,7 @@ def _reset_affine(module: nn.Module) -> None:
         nn.init.ones_(module.weight)
     if getattr(module, "bias", None) is not None:
         nn.init.zeros_(module.bias)
+
 
 class BatchNormFunction(torch.autograd.Function):
     """Batch norm with batch statistics: ``y = gamma * (x - mean) / sqrt(var + eps) + beta``.

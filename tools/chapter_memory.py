@@ -40,17 +40,19 @@ def notebook_chapters() -> list[Path]:
     return [p for p in paths if "jupytext:" in p.read_text()[:300]]
 
 
+def pss(process: psutil.Process) -> int:
+    """Proportional set size of one process in bytes (0 if it has just ended)."""
+    try:
+        return process.memory_full_info().pss
+    except psutil.Error:
+        return 0
+
+
 def tree_pss(process: psutil.Process) -> tuple[int, int, int]:
     """(PSS bytes of a process and all its descendants, of the process alone, descendants)."""
-    total, own, children = 0, 0, process.children(recursive=True)
-    for member in [process, *children]:
-        try:
-            pss = member.memory_full_info().pss
-        except psutil.Error:
-            continue
-        total += pss
-        own = pss if member is process else own
-    return total, own, len(children)
+    children = process.children(recursive=True)
+    own = pss(process)
+    return own + sum(pss(child) for child in children), own, len(children)
 
 
 def peak_memory(chapter: Path) -> tuple[float, float, float, int]:
