@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -51,6 +53,28 @@ def full_or_quick(full: T, quick: T) -> T:
 def show_progress() -> bool:
     """Whether long loops draw a progress bar (``BNLIB_PROGRESS=0`` turns them off)."""
     return _flag(PROGRESS_ENV, True)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the ``with`` block on ``threads`` torch threads, then restore the previous count.
+
+    ``None`` leaves the count as it is. This is the one place bnlib, its benchmarks and its
+    tests set torch's thread count.
+    """
+    import torch
+
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cache_dir() -> Path:

@@ -64,6 +64,7 @@ __all__ = [
     "OPTIMIZERS",
     "RunConfig",
     "StepProbe",
+    "accuracy",
     "cache_key",
     "cache_path",
     "code_version",
@@ -371,6 +372,12 @@ def evaluate(
             correct += int((logits.argmax(1) == y).sum())
     model.train(was_training)
     return total_loss / len(images), correct / len(images)
+
+
+def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 250) -> float:
+    """Fraction of ``images`` (N, ...) whose arg-max logit equals ``labels`` (N,), in eval mode
+    (the model's mode is restored). The one accuracy of bnlib."""
+    return evaluate(model, images, labels, batch_size)[1]
 
 
 def _load_data(config: RunConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:

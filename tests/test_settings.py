@@ -109,3 +109,16 @@ def test_quick_switch(monkeypatch, value, quick):
     monkeypatch.setenv(settings.QUICK_ENV, value)
     assert settings.is_quick() is quick
     assert settings.full_or_quick("full", "short") == ("short" if quick else "full")
+
+
+def test_torch_threads_sets_and_restores_the_count():
+    import torch
+
+    before = torch.get_num_threads()
+    with settings.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with settings.torch_threads(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="positive"), settings.torch_threads(0):
+        pass

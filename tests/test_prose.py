@@ -1,0 +1,28 @@
+"""The wording helpers, branch by branch."""
+
+import pytest
+
+from bnlib import prose
+
+
+def test_comparison_picks_the_word_that_makes_the_sentence_true():
+    assert prose.comparison(1.0, 2.0) == "smaller"
+    assert prose.comparison(2.0, 1.0) == "larger"
+    assert prose.comparison(1.0, 1.0) == "equal"
+    assert prose.comparison(1, 2, less="fell", more="rose", same="held") == "fell"
+
+
+@pytest.mark.parametrize("count,total,words", [
+    (4, 5, "in 4 of 5 seeds"),
+    (5, 5, "in all 5 seeds"),
+    (0, 5, "in none of the 5 seeds"),
+    (1, 1, "in the one seed"),
+    (0, 1, "in no seed"),
+])
+def test_count_of(count, total, words):
+    assert prose.count_of(count, total) == words
+
+
+def test_count_of_rejects_a_count_outside_the_total():
+    with pytest.raises(ValueError, match="between 0 and total"):
+        prose.count_of(6, 5)
