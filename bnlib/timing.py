@@ -1,0 +1,93 @@
+"""Timing that holds up on a shared machine, and the benchmarks' recorded results.
+
+Two pieces of code are timed *interleaved* in one process (A, B, B, A, ...), so that a slow
+spell of the machine hits both alike; the median of the per-round ratios is the result.
+The scripts under ``benchmarks/`` and the book's pages use these functions; the book reads the
+results that ``make bench`` recorded through :func:`benchmark_result`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from bnlib.settings import torch_threads
+
+__all__ = ["RESULTS_DIR", "benchmark_result", "fold_speedup", "interleaved", "seconds"]
+
+#: Where ``make bench`` writes each benchmark's JSON (in a clone of the repository).
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+
+
+def seconds(step: Callable[[], object]) -> float:
+    """Wall-clock seconds one call of ``step`` takes."""
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def interleaved(baseline: Callable[[], object], candidate: Callable[[], object], repeats: int,
+                warmup: int = 3) -> tuple[float, float, float]:
+    """Median baseline time, median candidate time (s), median per-round ratio baseline/candidate.
+
+    The two alternate which goes first in each round; ``warmup`` untimed rounds come first.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats}")
+    for _ in range(warmup):
+        baseline()
+        candidate()
+    base, cand, ratios = [], [], []
+    for i in range(repeats):
+        if i % 2 == 0:
+            b, c = seconds(baseline), seconds(candidate)
+        else:
+            c, b = seconds(candidate), seconds(baseline)
+        base.append(b)
+        cand.append(c)
+        ratios.append(b / c)
+    return statistics.median(base), statistics.median(cand), statistics.median(ratios)
+
+
+def fold_speedup(model: torch.nn.Module, batch_sizes: Sequence[int] = (1, 256), repeats: int = 30,
+                 threads: int | None = 1) -> dict:
+    """Inference time of ``model`` (eval mode, BN layers after convolutions) against its folded
+    copy (:func:`bnlib.inference.fold_all`), interleaved, per batch size of 1x32x32 inputs.
+
+    Returns ``{"threads", "torch", "repeats", "max_abs_difference", "load_average", "results":
+    [{"batch_size", "unfolded_ms", "folded_ms", "speedup"}, ...]}``; ``speedup`` above 1 means
+    the folded network is faster. Batches under 16 get five times the rounds (they are fast).
+    """
+    from bnlib.inference import fold_all
+
+    with torch_threads(threads):
+        model = model.eval()
+        folded = fold_all(model).eval()
+        results, difference = [], 0.0
+        for batch_size in batch_sizes:
+            generator = torch.Generator().manual_seed(batch_size)
+            x = torch.rand(batch_size, 1, 32, 32, generator=generator)
+            with torch.inference_mode():
+                difference = max(difference, float((model(x) - folded(x)).abs().max()))
+                rounds = repeats * (5 if batch_size < 16 else 1)
+                unfolded_s, folded_s, ratio = interleaved(lambda: model(x), lambda: folded(x), rounds)
+            results.append({"batch_size": int(batch_size), "unfolded_ms": unfolded_s * 1e3,
+                            "folded_ms": folded_s * 1e3, "speedup": ratio})
+        return {"threads": torch.get_num_threads(), "torch": torch.__version__, "repeats": repeats,
+                "max_abs_difference": difference, "load_average": list(os.getloadavg()),
+                "results": results}
+
+
+def benchmark_result(name: str, folder: Path | None = None) -> dict | None:
+    """The JSON that ``make bench`` wrote for ``benchmarks/<name>.py``, or ``None`` if that
+    benchmark has not been run (``folder`` defaults to :data:`RESULTS_DIR`)."""
+    path = (folder or RESULTS_DIR) / f"{name}.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())

@@ -1,0 +1,36 @@
+"""bnlib.timing: interleaved timing, the fold measurement, recorded results."""
+
+import json
+
+import pytest
+import torch
+
+from bnlib import timing
+from bnlib.models import three_conv_net
+
+
+def test_interleaved_alternates_and_counts_every_call():
+    calls = []
+    timing.interleaved(lambda: calls.append("a"), lambda: calls.append("b"), repeats=4, warmup=1)
+    assert calls[:2] == ["a", "b"]                   # warm-up
+    assert calls[2:] == ["a", "b", "b", "a", "a", "b", "b", "a"]
+
+
+def test_interleaved_rejects_no_rounds():
+    with pytest.raises(ValueError, match="positive"):
+        timing.interleaved(lambda: None, lambda: None, repeats=0)
+
+
+def test_fold_speedup_reports_each_batch_and_an_exact_fold():
+    torch.manual_seed(0)
+    model = three_conv_net(batch_norm=True).eval()
+    report = timing.fold_speedup(model, batch_sizes=(2,), repeats=1, threads=1)
+    assert [r["batch_size"] for r in report["results"]] == [2]
+    assert report["max_abs_difference"] < 1e-4
+    assert report["results"][0]["folded_ms"] > 0
+
+
+def test_benchmark_result_reads_the_json_or_says_none(tmp_path):
+    (tmp_path / "x.json").write_text(json.dumps({"ratio": 2.0}))
+    assert timing.benchmark_result("x", tmp_path) == {"ratio": 2.0}
+    assert timing.benchmark_result("missing", tmp_path) is None
