@@ -8,4 +8,22 @@ run's cache key, so two probes that would measure differently never share a cach
 
 from bnlib.probes.base import Probe, StepProbe, fingerprint
 
-__all__ = ["Probe", "StepProbe", "fingerprint"]
+# Internal covariate shift and the loss landscape (chapter 01)
+from bnlib.probes.accuracy import AccuracyProbe
+from bnlib.probes.ics import ICSProbe, ics_measure
+from bnlib.probes.landscape import LandscapeProbe, gradient_landscape
+from bnlib.probes.percentiles import ActivationPercentileProbe, activation_percentiles
+
+__all__ = [
+    "Probe",
+    "StepProbe",
+    "fingerprint",
+    # Internal covariate shift and the loss landscape (chapter 01)
+    "AccuracyProbe",
+    "ActivationPercentileProbe",
+    "ICSProbe",
+    "LandscapeProbe",
+    "activation_percentiles",
+    "gradient_landscape",
+    "ics_measure",
+]
