@@ -14,7 +14,8 @@ The chapter's own measurements use the same machinery:
 
 * :func:`compare_with_torch`: :mod:`bnlib.reference` against PyTorch's autograd (relative errors);
 * :func:`compare_modules`: a ``bnlib.nn`` layer against its ``torch.nn`` namesake on one input in
-  training mode (largest absolute differences of output, gradients and running statistics);
+  training mode (largest absolute differences of output, gradients and buffers), and
+  :func:`module_differences`, the largest of them in one number;
 * :func:`gradient_sums`: the two constraints on BN's input gradient (zero sum, orthogonal to
   ``x_hat``, per channel);
 * :func:`scale_invariance`: BN after a layer whose weights are scaled by ``a``: same output,
@@ -41,6 +42,7 @@ __all__ = [
     "compare_modules",
     "compare_with_torch",
     "gradient_sums",
+    "module_differences",
     "scale_invariance",
 ]
 
@@ -193,47 +195,55 @@ def compare_with_torch(
 
 
 def compare_modules(
-    ours: nn.Module, theirs: nn.Module, x: torch.Tensor, *, steps: int = 3, seed: int = 0
+    ours: nn.Module, theirs: nn.Module, x: torch.Tensor, *, steps: int = 3,
+    noise: float = 0.1, seed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """Largest absolute differences between two BN layers given the same input, in training mode.
+    """Largest absolute differences between two layers given the same input, in training mode.
 
     ``theirs``'s state is copied into ``ours`` first. Each of ``steps`` forward passes sees
-    ``x`` plus a little seeded noise (so the running statistics move), and back-propagates
-    ``sum(y * r)`` with a fixed random ``r``. Returns, for the last step's output, input
-    gradient, weight and bias gradients, and the running mean and variance after all steps,
+    ``x`` plus seeded noise of standard deviation ``noise`` (so running statistics move), and
+    back-propagates ``sum(y * r)`` with a fixed random ``r``. Returns, for the last step's
+    ``"output"``, ``"input gradient"`` and each parameter's gradient (``"weight gradient"``,
+    ...), and for each buffer after all steps (``"running mean"``, ``"running var"``, ...),
     ``{"difference": max|ours - theirs|, "scale": max|theirs|}`` (floats), so a difference can
     be read against the size of the values compared.
     """
+    if steps < 1:
+        raise ValueError(f"steps={steps}: compare at least one step")
     ours.load_state_dict(theirs.state_dict())
     ours.train()
     theirs.train()
     generator = torch.Generator().manual_seed(seed)
     r = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    diffs: dict[str, dict[str, float]] = {}
     for _ in range(steps):
-        batch = x + 0.1 * torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        outputs, grads = [], []
-        for layer in (ours, theirs):
-            layer.zero_grad()
-            xi = batch.clone().requires_grad_(True)
-            y = layer(xi)
-            (y * r).sum().backward()
-            outputs.append(y.detach())
-            grads.append((xi.grad, layer.weight.grad, layer.bias.grad))
-        diffs = {
-            "output": _max_abs(outputs[0], outputs[1]),
-            "input gradient": _max_abs(grads[0][0], grads[1][0]),
-            "weight gradient": _max_abs(grads[0][1], grads[1][1]),
-            "bias gradient": _max_abs(grads[0][2], grads[1][2]),
-        }
-    diffs["running mean"] = _max_abs(ours.running_mean, theirs.running_mean)
-    diffs["running var"] = _max_abs(ours.running_var, theirs.running_var)
-    return diffs
+        batch = x + noise * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        mine, reference_values = (_training_step(layer, batch, r) for layer in (ours, theirs))
+    for values, layer in ((mine, ours), (reference_values, theirs)):
+        values.update({n.replace("_", " "): b for n, b in layer.named_buffers()})
+    return {name: _max_abs(mine[name], reference_values[name]) for name in reference_values}
+
+
+def module_differences(ours: nn.Module, theirs: nn.Module, x: torch.Tensor,
+                       seed: int = 0) -> float:
+    """The largest of :func:`compare_modules`'s differences after one step on ``x`` itself
+    (no noise): outputs, input and parameter gradients, and buffers, in one number."""
+    diffs = compare_modules(ours, theirs, x, steps=1, noise=0.0, seed=seed)
+    return max(d["difference"] for d in diffs.values())
+
+
+def _training_step(layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> dict:
+    """Output, input gradient and parameter gradients of ``layer`` for the loss sum(y * r)."""
+    layer.zero_grad()
+    xi = x.clone().requires_grad_(True)
+    y = layer(xi)
+    (y * r).sum().backward()
+    grads = {f"{name} gradient": p.grad for name, p in layer.named_parameters()}
+    return {"output": y, "input gradient": xi.grad, **grads}
 
 
 def _max_abs(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
     """``max|a - b|`` and the scale ``max|b|`` of the reference ``b``."""
-    a, b = a.detach(), b.detach()
+    a, b = a.detach().double(), b.detach().double()
     return {"difference": float((a - b).abs().max()), "scale": float(b.abs().max())}
 
 

@@ -144,7 +144,8 @@ def test_compare_modules_sees_equal_and_different_layers():
     x = torch.randn(6, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     same = exercises.compare_modules(nn.BatchNorm2d(3), nn.BatchNorm2d(3), x)
     assert set(same) == {"output", "input gradient", "weight gradient", "bias gradient",
-                         "running mean", "running var"}
+                         "running mean", "running var", "num batches tracked"}
+    assert same["num batches tracked"]["scale"] == 3  # three training steps
     assert all(d["difference"] == 0.0 for d in same.values())
     assert same["running var"]["scale"] > 0.5  # about the variance of x
     other_momentum = exercises.compare_modules(nn.BatchNorm2d(3, momentum=0.5), nn.BatchNorm2d(3), x)
@@ -152,6 +153,19 @@ def test_compare_modules_sees_equal_and_different_layers():
     assert other_momentum["output"]["difference"] == 0.0
     other_eps = exercises.compare_modules(nn.BatchNorm2d(3, eps=0.5), nn.BatchNorm2d(3), x)
     assert other_eps["output"]["difference"] > 1e-2
+
+
+def test_module_differences_is_zero_for_twins_and_sees_any_part_that_differs():
+    x = torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    twins = (nn.GroupNorm(3, 3).double(), nn.GroupNorm(3, 3).double())
+    assert exercises.module_differences(*twins, x) == 0.0
+    # Only the running statistics differ (momentum 0.5 against 0.1): their gap is
+    # |0.5 - 0.1| * |batch mean| for the running mean, far above round-off.
+    ours, theirs = nn.BatchNorm2d(3, momentum=0.5).double(), nn.BatchNorm2d(3).double()
+    gap = 0.4 * float(x.mean(dim=(0, 2, 3)).abs().max())
+    assert exercises.module_differences(ours, theirs, x) >= gap * 0.999
+    with pytest.raises(ValueError, match="at least one step"):
+        exercises.compare_modules(*twins, x, steps=0)
 
 
 def test_gradient_sums_zero_for_bn_gradients_not_for_others():

@@ -284,6 +284,7 @@ def findings(results: Results) -> dict[str, Any]:
     model = configs(s)["noisy BN"].build_model()
     noisy = next(m for m in model.modules() if hasattr(m, "mean_bound"))
     out["noise_mean_bound"], out["noise_var_bound"] = noisy.mean_bound, noisy.var_bound
+    out["paper_shift_max"] = SANTURKAR_NOISE["n_mu"] + SANTURKAR_NOISE["r_mu"]
     bands = {n: band_summary(h.probes["percentiles"]) for n, h in histories.items()}
     first, spread, late, land = {}, {}, {}, {}
     for name, key in KEYS.items():
