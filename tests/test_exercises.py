@@ -117,6 +117,7 @@ def test_backward_checker_catches_missing_paths(wrong):
     verdict = exercises.check_batch_norm_backward(wrong)
     assert not verdict.passed
     assert "FAIL check_batch_norm_backward: dx" in repr(verdict)
+    assert all(len(line) <= 79 for line in repr(verdict).splitlines())
     assert verdict.errors["dgamma (6, 3)"] < 1e-6  # the parameter gradients were right
 
 
@@ -196,3 +197,15 @@ def test_scale_invariance_holds_for_bn_and_fails_without_it():
     plain = exercises.scale_invariance(conv, nn.Identity(), x, [3.0])[0]
     assert plain["output"] == pytest.approx(2.0, rel=1e-9)
     assert plain["gradient"] == pytest.approx(0.5, rel=1e-9)
+
+
+def test_finite_difference_gradients_match_the_closed_forms_of_dgamma_and_dbeta():
+    rng = np.random.default_rng(4)
+    x, dy = rng.normal(1.0, 2.0, size=(6, 3)), rng.normal(size=(6, 3))
+    gamma, beta = rng.uniform(0.5, 2, 3), rng.normal(size=3)
+    x_hat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + 1e-5)   # biased variance
+    numeric = exercises.finite_difference_gradients(x, gamma, beta, dy)
+    assert np.allclose(numeric["dbeta"], dy.sum(axis=0), rtol=1e-7, atol=1e-9)
+    assert np.allclose(numeric["dgamma"], (dy * x_hat).sum(axis=0), rtol=1e-7, atol=1e-9)
+    errors = exercises.compare_with_finite_differences(x, gamma, beta, dy)
+    assert set(errors) == {"dx", "dgamma", "dbeta"} and max(errors.values()) < 1e-7

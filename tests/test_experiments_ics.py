@@ -112,15 +112,21 @@ def fake_history(accuracy, p50, relative, beta):
     )
 
 
-def test_findings_from_hand_made_histories():
+def findings_of(std_ics, bn_ics):
+    """Findings of three hand-made networks (two identical seeds each) whose ICS
+    measurements at steps 0, 10, 20, 30 are ``std_ics``, ``bn_ics`` (noisy BN: 0.5)."""
     setting = ics.Setting(lr=0.5, epochs=1, train_subset=2400, every=10, seeds=(0, 1))
     histories = {
-        "standard": fake_history(0.5, [0.0, 1.0, 0.0, 1.0], [0.0, 0.1, 0.4, 0.4], 3.0),
-        "BN": fake_history(0.9, [0.0, 0.1, 0.0, 0.1], [0.0, 0.9, 0.2, 0.2], 1.0),
+        "standard": fake_history(0.5, [0.0, 1.0, 0.0, 1.0], std_ics, 3.0),
+        "BN": fake_history(0.9, [0.0, 0.1, 0.0, 0.1], bn_ics, 1.0),
         "noisy BN": fake_history(0.9, [0.0, 2.0, 0.0, 2.0], [0.0, 0.5, 0.5, 0.5], 1.0),
     }
     by_seed = {name: [h, h] for name, h in histories.items()}
-    f = ics.findings(ics.Results(setting, histories, by_seed))
+    return ics.findings(ics.Results(setting, histories, by_seed))
+
+
+def test_findings_from_hand_made_histories():
+    f = findings_of([0.0, 0.1, 0.4, 0.4], [0.0, 0.9, 0.2, 0.2])
     assert f["steps"] == 40 and f["half"] == 20
     assert f["acc1_bn"] == 0.9 and f["drop_bn"] == pytest.approx(0.02)
     assert f["seed_acc1_sd_bn"] == 0.0
@@ -136,13 +142,7 @@ def test_findings_from_hand_made_histories():
 
 
 def test_the_second_half_decides_the_ics_verdict():
-    setting = ics.Setting(lr=0.5, epochs=1, train_subset=2400, every=10, seeds=(0, 1))
-    histories = {
-        "standard": fake_history(0.5, [0.0, 1.0, 0.0, 1.0], [0.0, 0.5, 0.3, 0.3], 3.0),
-        "BN": fake_history(0.9, [0.0, 0.1, 0.0, 0.1], [0.0, 0.1, 0.1, 0.6], 1.0),
-        "noisy BN": fake_history(0.9, [0.0, 2.0, 0.0, 2.0], [0.0, 0.5, 0.5, 0.5], 1.0),
-    }
-    f = ics.findings(ics.Results(setting, histories, {n: [h, h] for n, h in histories.items()}))
+    f = findings_of([0.0, 0.5, 0.3, 0.3], [0.0, 0.1, 0.1, 0.6])
     assert f["ics_rel_bn"] < f["ics_rel_std"]      # over the whole run BN looks lower ...
     assert f["ics_verdict"] == "increased"          # ... but not over the second half
 

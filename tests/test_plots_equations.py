@@ -72,3 +72,10 @@ def test_affine_frame_reports_mean_beta_and_shrunk_std():
     title = fig.axes[1].get_title()
     assert f"mean {beta:.2f}" in title and f"std {std:.2f}" in title
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+
+
+def test_affine_preset_frame_is_affine_frame_with_a_pair():
+    values = activations()[:, 1]
+    pair = equations.affine_preset_frame(values, (2.0, -1.0), eps=1e-2)
+    single = equations.affine_frame(values, 2.0, -1.0, eps=1e-2)
+    assert pair.axes[1].get_title() == single.axes[1].get_title()

@@ -10,7 +10,13 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from bnlib import reference
 
-__all__ = ["affine_frame", "batch_size_frame", "computational_graph", "normalised_axes"]
+__all__ = [
+    "affine_frame",
+    "affine_preset_frame",
+    "batch_size_frame",
+    "computational_graph",
+    "normalised_axes",
+]
 
 _SHADE = "tab:orange"
 _GRID = "0.55"
@@ -188,3 +194,10 @@ def affine_frame(values: np.ndarray, gamma: float, beta: float, eps: float = 1e-
     ax_out.legend(fontsize=8, loc="upper left")
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.9, wspace=0.3)  # fixed: frames are drawn once
     return fig
+
+
+def affine_preset_frame(values: np.ndarray, gamma_beta: tuple[float, float],
+                        eps: float = 1e-5) -> Figure:
+    """:func:`affine_frame` with ``gamma`` and ``beta`` given as one pair (one slider)."""
+    gamma, beta = gamma_beta
+    return affine_frame(values, gamma, beta, eps=eps)

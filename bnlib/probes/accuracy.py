@@ -24,11 +24,6 @@ class AccuracyProbe(PeriodicProbe):
     every: int = 10
     name: str = "accuracy"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.inputs = self.inputs.detach().clone()
-        self.targets = self.targets.detach().clone()
-
     def measure(self, step: int, model: nn.Module) -> dict[str, float]:
         # Imported here: bnlib.training may import bnlib.probes for the probe protocol.
         from bnlib.training import accuracy

@@ -119,8 +119,6 @@ class ICSProbe(PeriodicProbe):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.inputs = self.inputs.detach().clone()
-        self.targets = self.targets.detach().clone()
         self.lr = float(self.lr)
         loss_function(self.loss)
 

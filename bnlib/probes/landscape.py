@@ -88,8 +88,6 @@ class LandscapeProbe(PeriodicProbe):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.inputs = self.inputs.detach().clone()
-        self.targets = self.targets.detach().clone()
         self.step_sizes = tuple(float(e) for e in self.step_sizes)
         if not self.step_sizes:
             raise ValueError("step_sizes is empty: pass the step sizes eta to probe")

@@ -123,12 +123,17 @@ class PeriodicProbe(Probe):
 
     Subclasses are dataclasses with an ``every`` field and implement
     ``measure(step, model) -> dict[str, float]``; ``result()`` is ``{"step": [...]}`` plus one
-    list per key that ``measure`` returns.
+    list per key that ``measure`` returns. Tensor fields (the fixed batches) are copied, so a
+    later change of the caller's tensor changes neither the measurement nor the key.
     """
 
     def __post_init__(self) -> None:
         if int(self.every) < 1:
             raise ValueError(f"every={self.every}: measure every k >= 1 steps")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, Tensor):
+                setattr(self, field.name, value.detach().clone())
 
     def measure(self, step: int, model: nn.Module) -> dict[str, float]:  # pragma: no cover
         raise NotImplementedError

@@ -98,7 +98,6 @@ class ActivationPercentileProbe(PeriodicProbe):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.inputs = self.inputs.detach().clone()
         self.percentiles = tuple(float(q) for q in self.percentiles)
 
     def start(self, model: nn.Module) -> None:
