@@ -101,7 +101,8 @@ def _call(name: str, fn: Callable, *args: object) -> tuple[object, str]:
     try:
         return fn(*args), ""
     except NotImplementedError:
-        return None, f"{name} raises NotImplementedError: fill in its body, then run the check again"
+        return None, (f"{name} raises NotImplementedError: fill in its body, "
+                      "then run the check again")
     except Exception as error:  # the reader's code: report, don't crash the notebook
         return None, f"{name} raised {type(error).__name__}: {error}"
 

@@ -229,7 +229,7 @@ def noisy_verdict(first: Mapping[str, float], spread: Mapping[str, float],
         return relation(first[a], first[b], max(spread[a], spread[b]))
 
     if versus("BN", "standard") != "ahead of":
-        return ("BN had no head start over the standard network in our runs, so there was "
+        return ("BN had no head start over the standard network in these runs, so there was "
                 "nothing for the noise to take away and the experiment is not a test")
     if jitter["noisy BN"] <= jitter["standard"]:
         return ("the noise did not make the sigmoid's input less steady than the standard "
@@ -240,7 +240,7 @@ def noisy_verdict(first: Mapping[str, float], spread: Mapping[str, float],
                 "al.'s experiment")
     if versus("noisy BN", "standard") == "ahead of":
         return ("noisy BN kept only part of BN's head start: behind BN, ahead of the "
-                "standard network, so in our runs part of the advantage went with the "
+                "standard network, so in these runs part of the advantage went with the "
                 "stability")
     return ("the noise took away BN's head start, as the ICS hypothesis predicts and "
             "unlike in Santurkar et al.'s experiment")

@@ -161,7 +161,8 @@ def batch_size_frame(
     shift = float(np.abs(with_batch - with_pool).max())
     ax_norm.set_title(f"image 0, normalised: largest difference {shift:.2f}", fontsize=10)
     ax_norm.legend(fontsize=7, loc="upper left")
-    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.9, wspace=0.3)  # fixed: frames are drawn once
+    # A fixed layout: the frames are drawn once and shown in turn.
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.9, wspace=0.3)
     return fig
 
 
@@ -192,7 +193,8 @@ def affine_frame(values: np.ndarray, gamma: float, beta: float, eps: float = 1e-
     ax_out.set_title(rf"$\gamma$ = {gamma:g}, $\beta$ = {beta:g}, $\epsilon$ = {eps:g}: "
                      f"mean {y.mean():.2f}, std {y.std():.2f}", fontsize=10)
     ax_out.legend(fontsize=8, loc="upper left")
-    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.9, wspace=0.3)  # fixed: frames are drawn once
+    # A fixed layout: the frames are drawn once and shown in turn.
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.9, wspace=0.3)
     return fig
 
 
