@@ -8,7 +8,7 @@ from bnlib.timing import benchmark_result
 
 SPEED = {
     "cpus": 2,
-    "one_run": {"with_bn": {"article_1_threads": 600.0, "bnlib_1_threads": 900.0,
+    "one_run": {"with_bn": {"article": 600.0, "article_threads": 2, "bnlib_1_threads": 900.0,
                             "speedup_one_thread": 1.5}},
     "steps": {"with_bn": {"png_loader": 700.0, "preloaded": 1000.0,
                           "fraction_of_one_thread_peak": 0.46}},
@@ -28,8 +28,8 @@ def test_training_sentence_with_every_number():
     text = report.training_sentence(SPEED)
     assert "on a machine with 2 cores" in text
     assert "900 images per second on one core" in text
-    assert "1.5 times as fast" in text
-    assert "decoding the files was 30% of" in text  # 1 - 700/1000
+    assert "1.5 times as fast" in text and "with 2 threads" in text
+    assert "Decoding the files was 30% of" in text  # 1 - 700/1000
     assert "46% of the speed of a large matrix product" in text
 
 
@@ -37,7 +37,10 @@ def test_training_sentence_leaves_out_what_is_missing():
     partial = {"one_run": {"with_bn": {"bnlib_1_threads": 900.0}}}
     text = report.training_sentence(partial)
     assert "900 images per second" in text and "times as fast" not in text
-    assert "benchmark's machine" in text and "decoding" not in text
+    assert "benchmark's machine" in text and "ecoding" not in text
+    peak_only = report.training_sentence({"steps": {"with_bn": {
+        "fraction_of_one_thread_peak": 0.5}}})
+    assert peak_only.startswith("The network's own arithmetic ran at 50%")
     for nothing in (None, {}, {"one_run": {}}):
         assert "has not been measured" in report.training_sentence(nothing)
 
@@ -45,7 +48,7 @@ def test_training_sentence_leaves_out_what_is_missing():
 def test_rows_leave_missing_cells_out():
     rows = report.training_rows(SPEED)
     assert rows == [{"model": "with_bn", "PNG img/s": 600.0, "bnlib img/s": 900.0,
-                     "speed-up": 1.5, "decoding": pytest.approx(0.3)}]
+                     "speed-up": 1.5, "decoding": pytest.approx(0.3), "of peak": 0.46}]
     assert report.training_rows({"one_run": {"with_bn": {}}}) == [{"model": "with_bn"}]
     assert report.layer_rows({"results": [{"threads": 1, "shape": [32, 16, 8, 8]}]}) == [
         {"threads": 1, "shape": "32x16x8x8"}]
@@ -53,6 +56,9 @@ def test_rows_leave_missing_cells_out():
         {"batch": 1, "speed-up": 1.2}]
     for rows in (report.layer_rows, report.fold_rows, report.training_rows):
         assert rows(None) == []
+    for render in (report.layer_table, report.fold_table, report.training_table):
+        assert render(None).endswith("not measured yet (make bench measures it).")
+        assert "\n" in render(None)
 
 
 def test_machine():
@@ -65,6 +71,8 @@ def test_machine():
 @pytest.mark.parametrize("name", ["layers", "train_speed", "fold_speed"])
 def test_the_recorded_results_render(name):
     result = benchmark_result(name)
-    for render in (report.layer_rows, report.fold_rows, report.training_rows, report.machine,
+    for render in (report.layer_table, report.fold_table, report.training_table,
                    report.training_sentence):
-        render(result)
+        text = render(result)
+        assert max(len(line) for line in text.splitlines()) <= 79 or render is (
+            report.training_sentence)

@@ -135,6 +135,13 @@ def test_findings_when_every_seed_agrees_with_the_article():
     assert facts["train_images"] == hd.TRAIN_IMAGES
     assert facts["article_loss_from"] == 1 and facts["article_loss_prose"] == 3
     assert facts["article_peak_epoch"] == 25
+    assert 2.5 < facts["article_gap_at_peak"] < 4.5  # 99.2% with BN there, read off its figure
+
+
+def test_setting_facts_are_the_articles():
+    facts = hd.setting_facts()
+    assert (facts["article_lr"], facts["article_batch"], facts["article_epochs"],
+            facts["article_seed"]) == (0.001, 32, 30, 5842)
 
 
 def test_findings_mixed_outcome_and_a_tie_is_not_a_win():

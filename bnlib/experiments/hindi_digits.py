@@ -24,9 +24,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from bnlib import prose
-from bnlib.models import ARTICLE_TRACKED_WEIGHTS
+from bnlib import prose, settings
+from bnlib.models import ARTICLE_TRACKED_WEIGHTS, count_parameters, three_conv_net
 from bnlib.training import History, RunConfig, run_many
 
 __all__ = [
@@ -36,7 +37,15 @@ __all__ = [
     "ARTICLE_LOSS_LOWER_FROM_PROSE",
     "MODEL_NAMES",
     "TRAIN_IMAGES",
+    "SETTINGS",
     "article_config",
+    "chapter_setting",
+    "PER_SEED_FORMATS",
+    "class_counts",
+    "dataset_facts",
+    "first_seed",
+    "network_facts",
+    "setting_facts",
     "article_curves",
     "comparison_configs",
     "drops",
@@ -45,7 +54,9 @@ __all__ = [
     "mean_turning_angle",
     "oscillation",
     "path_length",
+    "layer_rows",
     "per_seed",
+    "per_seed_rows",
     "run_comparison",
     "seeds",
     "summary",
@@ -72,6 +83,21 @@ TRAIN_IMAGES = 17_000
 
 #: The two models, in the order of the CSV and figures: name -> ``batch_norm``.
 MODEL_NAMES = {"with_bn": True, "without_bn": False}
+
+#: The chapter's runs: the full setting (the article's 30 epochs, 5 seeds, every image) and
+#: the short one (``BNBOOK_QUICK=1``: 2 epochs, 2 seeds, 2,000 training images).
+SETTINGS = {"full": {"epochs": 30, "seed_count": 5, "train_subset": None},
+            "quick": {"epochs": 2, "seed_count": 2, "train_subset": 2000}}
+
+
+def chapter_setting() -> dict:
+    """The keyword arguments of :func:`run_comparison` for this build (:data:`SETTINGS`)."""
+    return dict(settings.full_or_quick(SETTINGS["full"], SETTINGS["quick"]))
+
+
+def first_seed(results: Mapping[str, Sequence[History]]) -> dict[str, list[History]]:
+    """The runs of the article's seed (the first), in the shape the figures take."""
+    return {name: list(histories[:1]) for name, histories in results.items()}
 
 
 def seeds(count: int, first: int = ARTICLE["seed"]) -> list[int]:
@@ -158,6 +184,59 @@ def article_curves(metric: str, path: Path = ARTICLE_LOGS) -> dict[str, tuple[li
     return {name: tuple(map(list, zip(*sorted(zip(*curve))))) for name, curve in curves.items()}
 
 
+# --------------------------------------------------------------------------- data, network
+
+
+def class_counts(train_labels: Sequence[int], test_labels: Sequence[int]) -> list[dict]:
+    """Images per digit: ``[{"digit": 0, "train": 1700, "test": 300}, ...]``."""
+    train, test = (np.bincount(np.asarray(y), minlength=10) for y in (train_labels,
+                                                                       test_labels))
+    return [{"digit": d, "train": int(a), "test": int(b)}
+            for d, (a, b) in enumerate(zip(train, test))]
+
+
+def dataset_facts(train_labels: Sequence[int], test_labels: Sequence[int]) -> dict:
+    """Images in each split and the smallest and largest class of each."""
+    rows = class_counts(train_labels, test_labels)
+    facts = {}
+    for split in ("train", "test"):
+        counts = [row[split] for row in rows]
+        facts.update({f"n_{split}": sum(counts), f"{split}_min": min(counts),
+                      f"{split}_max": max(counts)})
+    return facts
+
+
+def setting_facts() -> dict:
+    """The article's settings (:data:`ARTICLE`) and the full setting's size (:data:`SETTINGS`),
+    for the prose."""
+    full = SETTINGS["full"]
+    return {"article_lr": ARTICLE["lr"], "article_batch": ARTICLE["batch_size"],
+            "article_epochs": ARTICLE["epochs"], "article_seed": ARTICLE["seed"],
+            "full_epochs": full["epochs"], "full_seeds": full["seed_count"]}
+
+
+def network_facts() -> dict:
+    """Trainable parameters of the article's network without and with BN."""
+    plain, bn = three_conv_net(batch_norm=False), three_conv_net(batch_norm=True)
+    return {"params_without": count_parameters(plain), "params_with": count_parameters(bn),
+            "params_extra": count_parameters(bn) - count_parameters(plain),
+            "params_linear": count_parameters(plain[-1])}
+
+
+def layer_rows(model: torch.nn.Module, input_shape: Sequence[int] = (1, 1, 32, 32)) -> list:
+    """One row per layer of a ``Sequential``: its type, the shape of its output for one
+    image (channels x height x width, or features), and its trainable parameters."""
+    x = torch.zeros(*input_shape)
+    rows = []
+    with torch.no_grad():
+        for layer in model.eval():
+            x = layer(x)
+            rows.append({"layer": type(layer).__name__,
+                         "output": "x".join(map(str, x.shape[1:])),
+                         "parameters": count_parameters(layer)})
+    return rows
+
+
 # --------------------------------------------------------------------------- the measures
 
 
@@ -238,6 +317,20 @@ def per_seed(results: Mapping[str, Sequence[History]]) -> list[dict]:
                 row["loss_lower_from"] = loss_lower_from(history, other) or 0
             rows.append(row)
     return rows
+
+
+#: Short column names and formats for a narrow table of :func:`per_seed` rows.
+PER_SEED_FORMATS = {"model": "", "seed": "d", "accuracy": ".2%", "oscill.": ".2%",
+                    "drops": "d", "angle": ".0f", "length": ".2e", "lower from": "d"}
+
+_SHORT = {"final_accuracy": "accuracy", "oscillation": "oscill.", "turning_angle": "angle",
+          "path_length": "length", "loss_lower_from": "lower from"}
+
+
+def per_seed_rows(results: Mapping[str, Sequence[History]]) -> list[dict]:
+    """:func:`per_seed` with the short column names of :data:`PER_SEED_FORMATS`."""
+    return [{_SHORT.get(key, key): value for key, value in row.items()}
+            for row in per_seed(results)]
 
 
 def summary(results: Mapping[str, Sequence[History]]) -> list[dict]:
@@ -351,12 +444,14 @@ def _article(results: Mapping[str, Sequence[History]]) -> dict:
     accuracy, loss = article_curves("test_accuracy"), article_curves("train_loss")
     epochs, values = accuracy["without_bn"]
     peak = int(np.argmax(values))
+    with_bn_at_peak = dict(zip(*accuracy["with_bn"]))[epochs[peak]]
     return {
         "article_with_bn": ARTICLE_ACCURACY["with_bn"],
         "article_without_bn": ARTICLE_ACCURACY["without_bn"],
         "article_gap": 100 * (ARTICLE_ACCURACY["with_bn"] - ARTICLE_ACCURACY["without_bn"]),
         "article_peak_without_bn": values[peak],
         "article_peak_epoch": epochs[peak],
+        "article_gap_at_peak": 100 * (with_bn_at_peak - values[peak]),
         "article_loss_prose": ARTICLE_LOSS_LOWER_FROM_PROSE,
         "article_loss_from": loss_lower_from(loss["with_bn"][1], loss["without_bn"][1]) or 0,
         "article_loss_first_with_bn": loss["with_bn"][1][0],
