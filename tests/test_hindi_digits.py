@@ -195,3 +195,44 @@ def test_findings_refuse_unpaired_seeds():
     bn, plain = pair(0.99, 0.9)
     with pytest.raises(ValueError, match="same"):
         hd.findings({"with_bn": [bn, bn], "without_bn": [plain]})
+
+
+# --------------------------------------------------------------------------- data, network
+
+
+def test_class_counts_and_dataset_facts_balanced_and_not():
+    balanced = hd.dataset_facts([0, 1, 2, 3, 4, 5, 6, 7, 8, 9] * 2, list(range(10)))
+    assert (balanced["n_train"], balanced["n_test"]) == (20, 10)
+    assert balanced["train_per_class"] == "2 of each digit"
+    assert balanced["test_per_class"] == "1 of each digit"
+    uneven = hd.dataset_facts([0] * 3 + list(range(1, 10)) * 2, list(range(10)))
+    assert (uneven["train_min"], uneven["train_max"]) == (2, 3)
+    assert uneven["train_per_class"] == "2 to 3 of each digit"
+    assert hd.class_counts([9], [0])[9] == {"digit": 9, "train": 1, "test": 0}
+
+
+def test_network_facts_and_layer_rows_by_hand():
+    facts = hd.network_facts()
+    # 3x3 convolutions: 1*16*9+16, twice 16*16*9+16; linear 4096*10+10; BN 2*16 per layer
+    assert facts["params_without"] == 160 + 2 * 2320 + 40970
+    assert facts["params_extra"] == 3 * 32 and facts["params_linear"] == 40970
+    from bnlib.models import three_conv_net
+
+    rows = hd.layer_rows(three_conv_net(batch_norm=True))
+    assert [r["output"] for r in rows[-3:]] == ["16x16x16", "4096", "10"]
+    assert sum(r["parameters"] for r in rows) == facts["params_with"]
+
+
+def test_chapter_setting_full_and_short(monkeypatch):
+    monkeypatch.setenv("BNBOOK_QUICK", "1")
+    assert hd.chapter_setting() == hd.SETTINGS["quick"]
+    monkeypatch.setenv("BNBOOK_QUICK", "0")
+    assert hd.chapter_setting() == {"epochs": 30, "seed_count": 5, "train_subset": None}
+
+
+def test_first_seed_and_short_rows():
+    results = results_of(pair(0.99, 0.90), pair(0.98, 0.91, seed=5843))
+    first = hd.first_seed(results)
+    assert [h.config.seed for hs in first.values() for h in hs] == [5842, 5842]
+    rows = hd.per_seed_rows(results)
+    assert set(rows[0]) - {"final_train_loss"} == set(hd.PER_SEED_FORMATS)

@@ -196,13 +196,17 @@ def class_counts(train_labels: Sequence[int], test_labels: Sequence[int]) -> lis
 
 
 def dataset_facts(train_labels: Sequence[int], test_labels: Sequence[int]) -> dict:
-    """Images in each split and the smallest and largest class of each."""
+    """Images in each split, the smallest and largest class of each, and the classes' sizes
+    in words (``train_per_class``: ``"1,700 of each digit"`` or ``"1,650 to 1,750 of each
+    digit"``)."""
     rows = class_counts(train_labels, test_labels)
     facts = {}
     for split in ("train", "test"):
         counts = [row[split] for row in rows]
-        facts.update({f"n_{split}": sum(counts), f"{split}_min": min(counts),
-                      f"{split}_max": max(counts)})
+        low, high = min(counts), max(counts)
+        facts.update({f"n_{split}": sum(counts), f"{split}_min": low, f"{split}_max": high,
+                      f"{split}_per_class": (f"{low:,} of each digit" if low == high
+                                             else f"{low:,} to {high:,} of each digit")})
     return facts
 
 
