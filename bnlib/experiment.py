@@ -23,7 +23,6 @@ from pathlib import Path
 from bnlib import settings
 from bnlib.experiments.hindi_digits import (
     ARTICLE,
-    ARTICLE_ACCURACY,
     article_curves,
     run_comparison,
     summary,
@@ -135,11 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--epochs", type=_count(1), default=ARTICLE["epochs"],
-                        help="passes over the training set per run (default and the article: %(default)s)")
+                        help="passes over the training set per run "
+                             "(default and the article: %(default)s)")
     parser.add_argument("--seeds", type=_count(1), default=1,
-                        help="seeds per model: 5842 (the article's), then 5843, 5844, ... (default: %(default)s)")
+                        help="seeds per model: 5842 (the article's), then 5843, 5844, ... "
+                             "(default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("hindi_digits_results"),
-                        help="folder for results.csv and the figures, created if missing (default: %(default)s)")
+                        help="folder for results.csv and the figures, created if missing "
+                             "(default: %(default)s)")
     parser.add_argument("--lr", type=_positive_float, default=ARTICLE["lr"],
                         help="learning rate of plain SGD (default and the article: %(default)s)")
     parser.add_argument("--batch-size", type=_count(1), default=ARTICLE["batch_size"],
@@ -151,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluate on a fixed subset of N test images instead of all 3,000 "
                              "(for quick checks; default: all)")
     parser.add_argument("--workers", type=_count(1), default=None,
-                        help="parallel processes, one torch thread each (default: $BNLIB_WORKERS, else one "
-                             "per CPU the machine's quota grants, fewer if memory is short)")
+                        help="parallel processes, one torch thread each (default: "
+                             "$BNLIB_WORKERS, else one per CPU the machine's quota grants, "
+                             "fewer if memory is short)")
     parser.add_argument("--no-cache", action="store_true",
                         help="train everything again: neither read nor write the result cache")
     parser.add_argument("--quiet", action="store_true",
@@ -191,8 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.quiet:
         print(f"Test accuracy after {args.epochs} epoch(s), {args.seeds} seed(s):")
         for row in summary(results):
-            spread = (f" (seeds: {row['final_accuracy_min']:.1%} to {row['final_accuracy_max']:.1%})"
-                      if row["seeds"] > 1 else "")
+            low, high = row["final_accuracy_min"], row["final_accuracy_max"]
+            spread = f" (seeds: {low:.1%} to {high:.1%})" if row["seeds"] > 1 else ""
             article = (f"   article at epoch 30: {row['article_accuracy']:.1%}"
                        if not math.isnan(row["article_accuracy"]) else "")
             print(f"  {row['model']:<11} {row['final_accuracy_mean']:.2%}{spread}{article}")

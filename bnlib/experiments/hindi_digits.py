@@ -142,22 +142,18 @@ def comparison_configs(
 
 
 def run_comparison(
-    epochs: int = ARTICLE["epochs"],
-    seed_count: int = 1,
-    lr: float = ARTICLE["lr"],
-    batch_size: int = ARTICLE["batch_size"],
-    train_subset: int | None = None,
-    test_subset: int | None = None,
     workers: int | None = None,
     cache: bool = True,
     progress: bool | None = None,
+    **options,
 ) -> dict[str, list[History]]:
     """Train both models for every seed (in parallel processes, through the result cache).
 
-    Returns ``{"with_bn": [...], "without_bn": [...]}``, histories in the order of
-    :func:`seeds`.
+    ``options`` are those of :func:`comparison_configs` (``epochs``, ``seed_count``, ``lr``,
+    ``batch_size``, ``train_subset``, ``test_subset``). Returns ``{"with_bn": [...],
+    "without_bn": [...]}``, histories in the order of :func:`seeds`.
     """
-    plan = comparison_configs(epochs, seed_count, lr, batch_size, train_subset, test_subset)
+    plan = comparison_configs(**options)
     histories = run_many([config for _, _, config in plan], workers=workers, cache=cache,
                          progress=progress)
     results: dict[str, list[History]] = {name: [] for name in MODEL_NAMES}
