@@ -23,6 +23,7 @@ from pathlib import Path
 from bnlib import settings
 from bnlib.experiments.hindi_digits import (
     ARTICLE,
+    ARTICLE_LOGS,
     article_curves,
     run_comparison,
     summary,
@@ -69,13 +70,16 @@ def write_csv(results: Mapping[str, Sequence[History]], path: str | os.PathLike)
 
 
 def write_figures(results: Mapping[str, Sequence[History]], out: str | os.PathLike) -> list[Path]:
-    """``accuracy.png``, ``train_loss.png`` and ``descent_path.png`` (first seed) in ``out``."""
+    """``accuracy.png``, ``train_loss.png`` and ``descent_path.png`` (first seed) in ``out``;
+    the first two with the article's run overlaid, where its data file is at hand."""
     import matplotlib.pyplot as plt
 
     from bnlib.plots import training as plots
 
     out = Path(out)
-    accuracy, loss = article_curves("test_accuracy"), article_curves("train_loss")
+    shipped = ARTICLE_LOGS.is_file()  # in a clone of the repository
+    accuracy = article_curves("test_accuracy") if shipped else None
+    loss = article_curves("train_loss") if shipped else None
     figures = {
         "accuracy.png": plots.accuracy_per_epoch(results, article=accuracy),
         "train_loss.png": plots.train_loss_per_epoch(results, article=loss),
