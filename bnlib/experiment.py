@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Example: python -m bnlib.experiment --epochs 30 --seeds 5 --out results/  "
-            "(about 8 minutes per run on one core; runs are spread over the cores). "
+            "(minutes per run; the runs are spread over the cores). "
             f"Cache folder: {settings.CACHE_ENV} (now {settings.cache_dir()})."
         ),
     )

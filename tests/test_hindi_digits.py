@@ -126,6 +126,8 @@ def test_findings_when_every_seed_agrees_with_the_article():
     assert facts["gap_min"] == pytest.approx(7.0) and facts["gap_max"] == pytest.approx(9.0)
     assert facts["osc_more_plain_verdict"] == "holds in all 2 seeds"
     assert facts["angle_more_plain"] == 2  # zig-zag (90 degrees) against a straight path
+    assert facts["drops_more_plain"] == 0  # no drops in either: a tie counts against
+    assert facts["drops_more_plain_verdict"] == "does not hold in any of the 2 seeds"
     assert facts["loss_by_3_verdict"] == "holds in all 2 seeds"
     assert facts["lower_from_seed"] == 1 and facts["loss_seed_phrase"] == "at every epoch"
     assert facts["loss_seed_vs_prose"] == "earlier than in the article's words"

@@ -18,7 +18,8 @@ from matplotlib.ticker import MaxNLocator
 
 from bnlib.training import History
 
-__all__ = ["LABELS", "accuracy_per_epoch", "descent_path", "metric_per_epoch", "train_loss_per_epoch"]
+__all__ = ["LABELS", "accuracy_per_epoch", "descent_path", "metric_per_epoch",
+           "train_loss_per_epoch"]
 
 #: Display names of the article's two models.
 LABELS = {"with_bn": "with BN", "without_bn": "without BN"}

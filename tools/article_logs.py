@@ -9,7 +9,7 @@ its colour (matplotlib's tab:blue and tab:orange) outside the legend's frame, fi
 line to each segment between two epochs and takes each epoch's value where the two segments
 beside it meet.
 
-Usage: python data/article_logs.py NOTEBOOK.ipynb > data/article_logs.csv
+Usage: python tools/article_logs.py NOTEBOOK.ipynb > data/article_logs.csv
 """
 
 from __future__ import annotations
