@@ -27,3 +27,33 @@ def count_of(count: int, total: int, things: str = "seeds") -> str:
     if count == 0:
         return f"in none of the {total} {things}"
     return f"in {count} of {total} {things}"
+
+
+# --------------------------------------------------------------- Hindi digits (chapter 05)
+
+__all__ += ["holds", "position"]
+
+
+def holds(count: int, total: int, things: str = "seeds") -> str:
+    """Whether a finding held, counted: ``"holds in all 5 seeds"``, ``"holds in 3 of 5
+    seeds"`` (a mixed outcome), ``"does not hold in any of the 5 seeds"``."""
+    where = count_of(count, total, things)
+    if count > 0:
+        return f"holds {where}"
+    if total == 1:
+        return f"does not hold in the one {things.removesuffix('s')}"
+    return f"does not hold in any of the {total} {things}"
+
+
+def position(value: float, low: float, high: float) -> str:
+    """Where ``value`` lies against the range [low, high]: ``"below"``, ``"within"`` (edges
+    included) or ``"above"``; a NaN among them gives ``"not comparable with"``."""
+    import math
+
+    if any(math.isnan(x) for x in (value, low, high)):
+        return "not comparable with"
+    if low > high:
+        raise ValueError(f"low ({low}) is above high ({high})")
+    if value < low:
+        return "below"
+    return "above" if value > high else "within"

@@ -1,4 +1,4 @@
-"""bnlib.experiment: the command line (bad options, a tiny real run) and the findings' measures."""
+"""bnlib.experiment: the command line (bad options, a tiny real run) and its table."""
 
 import csv
 import math
@@ -7,7 +7,6 @@ import os
 import pytest
 
 from bnlib import experiment
-from bnlib.training import EpochRecord, History, RunConfig
 
 
 @pytest.mark.parametrize(
@@ -79,62 +78,10 @@ def test_tiny_real_run_writes_csv_and_figures(tmp_path, monkeypatch):
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 
 
-def fake_history(test_accuracy, train_loss=None, path=None) -> History:
-    """A history with given per-epoch numbers (for the measures, no training)."""
-    train_loss = train_loss or [1.0] * len(test_accuracy)
-    path = path or [[0.0, 0.0]] * (len(test_accuracy) + 1)
-    epochs = [
-        EpochRecord(epoch=i + 1, train_loss=loss, train_accuracy=0.5, test_loss=1.0,
-                    test_accuracy=acc, seconds=1.0, weights=list(path[i + 1]))
-        for i, (acc, loss) in enumerate(zip(test_accuracy, train_loss))
-    ]
-    return History(config=RunConfig(epochs=len(epochs)), epochs=epochs,
-                   initial={"weights": list(path[0])})
-
-
-def test_oscillation_by_hand():
-    assert experiment.oscillation(fake_history([0.90, 0.94, 0.92, 0.93])) == pytest.approx(
-        (0.04 + 0.02 + 0.01) / 3
-    )
-    assert experiment.oscillation(fake_history([0.5])) == 0.0
-
-
-def test_turning_angle_by_hand():
-    straight = fake_history([0.5] * 3, path=[[0, 0], [1, 1], [2, 2], [3, 3]])
-    assert experiment.mean_turning_angle(straight) == pytest.approx(0.0, abs=1e-12)
-    zigzag = fake_history([0.5] * 3, path=[[0, 0], [1, 0], [1, 1], [2, 1]])  # left, right: 90 each
-    assert experiment.mean_turning_angle(zigzag) == pytest.approx(90.0)
-    back = fake_history([0.5] * 2, path=[[0, 0], [1, 0], [0, 0]])
-    assert experiment.mean_turning_angle(back) == pytest.approx(180.0)
-    assert math.isnan(experiment.mean_turning_angle(fake_history([0.5])))
-
-
-def test_loss_lower_from():
-    bn = fake_history([0.5] * 5, train_loss=[2.0, 1.0, 0.5, 0.6, 0.4])
-    plain = fake_history([0.5] * 5, train_loss=[1.5, 1.2, 0.6, 0.5, 0.5])
-    assert experiment.loss_lower_from(bn, plain) == 5  # lower at 2-3, not 4, again at 5
-    assert experiment.loss_lower_from(plain, bn) is None
-    assert experiment.loss_lower_from(bn, fake_history([0.5] * 5, train_loss=[3.0] * 5)) == 1
-
-
-def test_seeds_and_configs():
-    assert experiment.seeds(3) == [5842, 5843, 5844]
-    plan = experiment.comparison_configs(epochs=2, seed_count=2)
-    assert [(name, seed) for name, seed, _ in plan] == [
-        ("with_bn", 5842), ("with_bn", 5843), ("without_bn", 5842), ("without_bn", 5843)
-    ]
-    config = plan[0][2]
-    assert (config.optimizer, config.lr, config.momentum, config.batch_size) == ("sgd", 0.001, 0.0, 32)
-    assert config.kwargs == {"batch_norm": True}
-
-
-def test_drops_path_length_and_per_seed_by_hand():
-    history = fake_history([0.90, 0.85, 0.95, 0.94], path=[[0, 0], [3, 4], [3, 4], [3, 5], [0, 1]])
-    assert experiment.drops(history) == 2
-    assert experiment.path_length(history) == pytest.approx(5 + 0 + 1 + 5)
-    other = fake_history([0.5] * 4, train_loss=[2.0] * 4)
-    rows = experiment.per_seed({"with_bn": [history], "without_bn": [other]})
-    assert rows[0]["loss_lower_from"] == 1 and "loss_lower_from" not in rows[1]
-    assert rows[0]["drops"] == 2 and rows[1]["final_accuracy"] == 0.5
+def test_table_aligns_columns_and_leaves_missing_cells_blank():
+    rows = [{"model": "with_bn", "drops": 2}, {"model": "without_bn"}]
     text = experiment.table(rows, {"model": "", "drops": "d"}).splitlines()
-    assert text[0].split() == ["model", "drops"] and text[1].split() == ["with_bn", "2"]
+    assert text[0].split() == ["model", "drops"]
+    assert text[1].split() == ["with_bn", "2"] and text[2].split() == ["without_bn"]
+    assert len({len(line) for line in text}) == 1
+    assert experiment.table([], {"model": ""}) == "model"

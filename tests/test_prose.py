@@ -26,3 +26,35 @@ def test_count_of(count, total, words):
 def test_count_of_rejects_a_count_outside_the_total():
     with pytest.raises(ValueError, match="between 0 and total"):
         prose.count_of(6, 5)
+
+
+# --------------------------------------------------------------- Hindi digits (chapter 05)
+
+
+@pytest.mark.parametrize("count,total,words", [
+    (5, 5, "holds in all 5 seeds"),
+    (3, 5, "holds in 3 of 5 seeds"),
+    (0, 5, "does not hold in any of the 5 seeds"),
+    (1, 1, "holds in the one seed"),
+    (0, 1, "does not hold in the one seed"),
+])
+def test_holds(count, total, words):
+    assert prose.holds(count, total) == words
+
+
+def test_holds_rejects_a_count_outside_the_total():
+    with pytest.raises(ValueError):
+        prose.holds(3, 2)
+
+
+@pytest.mark.parametrize("value,words", [
+    (0.5, "below"), (1.0, "within"), (1.5, "within"), (2.0, "within"), (2.5, "above"),
+    (float("nan"), "not comparable with"),
+])
+def test_position_against_a_range_edges_included(value, words):
+    assert prose.position(value, 1.0, 2.0) == words
+
+
+def test_position_rejects_an_upside_down_range():
+    with pytest.raises(ValueError):
+        prose.position(1.0, 2.0, 1.0)

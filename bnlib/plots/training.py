@@ -18,7 +18,8 @@ from matplotlib.ticker import MaxNLocator
 
 from bnlib.training import History
 
-__all__ = ["LABELS", "accuracy_per_epoch", "descent_path", "metric_per_epoch", "train_loss_per_epoch"]
+__all__ = ["LABELS", "accuracy_per_epoch", "descent_path", "metric_per_epoch",
+           "train_loss_per_epoch"]
 
 #: Display names of the article's two models.
 LABELS = {"with_bn": "with BN", "without_bn": "without BN"}
@@ -42,6 +43,7 @@ def metric_per_epoch(
     scale: float = 1.0,
     ax: Axes | None = None,
     log: bool = False,
+    article: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None,
 ) -> Figure:
     """``metric`` (an :class:`~bnlib.training.EpochRecord` field) over epochs, one curve per model.
 
@@ -52,17 +54,27 @@ def metric_per_epoch(
         scale: multiplies the values (100 for percent).
         ax: draw here instead of a new figure.
         log: logarithmic y axis.
+        article: published curves to overlay, model name -> (epochs, values in the units of
+            ``metric``), drawn dashed in the colour of the model's curve, up to the last epoch
+            of ``runs`` (:func:`bnlib.experiments.hindi_digits.article_curves`).
     """
     fig, ax = _axes(ax)
+    colours = {}
     for name, histories in runs.items():
         values = np.array([h.column(metric) for h in histories], dtype=float) * scale
         epochs = np.arange(1, values.shape[1] + 1)
         seeds = len(histories)
         label = _label(name) + (f" (mean of {seeds} seeds)" if seeds > 1 else "")
         (line,) = ax.plot(epochs, values.mean(axis=0), marker="o", markersize=3, label=label)
+        colours[name] = line.get_color()
         if seeds > 1:
             ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(),
                             alpha=0.2, linewidth=0, label=f"{_label(name)}: lowest to highest seed")
+    last = max(len(h.epochs) for histories in runs.values() for h in histories)
+    for name, (epochs, values) in (article or {}).items():
+        shown = [(e, v * scale) for e, v in zip(epochs, values) if e <= last]
+        ax.plot(*zip(*shown), linestyle="--", linewidth=1.2, color=colours.get(name, "black"),
+                label=f"the article, {_label(name)}")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
@@ -77,27 +89,26 @@ def metric_per_epoch(
 def accuracy_per_epoch(
     runs: Mapping[str, Sequence[History]],
     ax: Axes | None = None,
-    reference: Mapping[str, tuple[int, float]] | None = None,
+    article: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None,
 ) -> Figure:
-    """Test accuracy (%) per epoch; ``reference`` adds published points: name -> (epoch, accuracy
-    as a fraction), drawn as stars (for the article's 99.1% and 92.4% at epoch 30)."""
-    fig = metric_per_epoch(runs, "test_accuracy", "test accuracy (%)", scale=100.0, ax=ax)
-    ax = ax or fig.axes[0]
-    for name, (epoch, accuracy) in (reference or {}).items():
-        ax.plot([epoch], [100 * accuracy], marker="*", markersize=12, linestyle="none",
-                color="black", label=f"article, {_label(name)}")
-        ax.annotate(f"{100 * accuracy:.1f}%", (epoch, 100 * accuracy), textcoords="offset points",
-                    xytext=(-8, 6), ha="right", fontsize=8)
-    if reference:
-        ax.legend()
-    ax.set_title("Test accuracy per epoch")
+    """Test accuracy (%) per epoch; ``article`` overlays published curves, model name ->
+    (epochs, accuracies as fractions), dashed."""
+    fig = metric_per_epoch(runs, "test_accuracy", "test accuracy (%)", scale=100.0, ax=ax,
+                           article=article)
+    (ax or fig.axes[0]).set_title("Test accuracy per epoch")
     fig.tight_layout()
     return fig
 
 
-def train_loss_per_epoch(runs: Mapping[str, Sequence[History]], ax: Axes | None = None) -> Figure:
-    """Train loss (mean cross-entropy over each epoch's mini-batches, nats) per epoch, log scale."""
-    fig = metric_per_epoch(runs, "train_loss", "train loss (cross-entropy, nats)", ax=ax, log=True)
+def train_loss_per_epoch(
+    runs: Mapping[str, Sequence[History]],
+    ax: Axes | None = None,
+    article: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None,
+) -> Figure:
+    """Train loss (mean cross-entropy over each epoch's mini-batches, nats) per epoch, log
+    scale; ``article`` overlays published curves, dashed."""
+    fig = metric_per_epoch(runs, "train_loss", "train loss (cross-entropy, nats)", ax=ax,
+                           log=True, article=article)
     (ax or fig.axes[0]).set_title("Train loss per epoch")
     fig.tight_layout()
     return fig

@@ -1,0 +1,78 @@
+"""bnlib.benchmark_report: rows and sentences from recorded benchmark results, whole or with
+keys missing (a renamed key must not break a page)."""
+
+import pytest
+
+from bnlib import benchmark_report as report
+from bnlib.timing import benchmark_result
+
+SPEED = {
+    "cpus": 2,
+    "one_run": {"with_bn": {"article": 600.0, "article_threads": 2, "bnlib_1_threads": 900.0,
+                            "speedup_one_thread": 1.5}},
+    "steps": {"with_bn": {"png_loader": 700.0, "preloaded": 1000.0,
+                          "fraction_of_one_thread_peak": 0.46}},
+}
+
+
+def test_lookup_walks_keys_and_indices_and_gives_none_when_missing():
+    data = {"a": [{"b": 1}]}
+    assert report.lookup(data, "a", 0, "b") == 1
+    assert report.lookup(data, "a", 1, "b") is None
+    assert report.lookup(data, "x", "b") is None
+    assert report.lookup(None, "a") is None
+    assert report.lookup({"a": 3}, "a", "b") is None
+
+
+def test_training_sentence_with_every_number():
+    text = report.training_sentence(SPEED)
+    assert "on a machine with 2 cores" in text
+    assert "900 images per second on one core" in text
+    assert "1.5 times as fast" in text and "with 2 threads" in text
+    assert "Decoding the files was 30% of" in text  # 1 - 700/1000
+    assert "46% of the speed of a large matrix product" in text
+
+
+def test_training_sentence_leaves_out_what_is_missing():
+    partial = {"one_run": {"with_bn": {"bnlib_1_threads": 900.0}}}
+    text = report.training_sentence(partial)
+    assert "900 images per second" in text and "times as fast" not in text
+    assert "benchmark's machine" in text and "ecoding" not in text
+    peak_only = report.training_sentence({"steps": {"with_bn": {
+        "fraction_of_one_thread_peak": 0.5}}})
+    assert peak_only.startswith("The network's own arithmetic ran at 50%")
+    for nothing in (None, {}, {"one_run": {}}):
+        assert "has not been measured" in report.training_sentence(nothing)
+
+
+def test_rows_leave_missing_cells_out():
+    rows = report.training_rows(SPEED)
+    assert rows == [{"model": "with_bn", "PNG img/s": 600.0, "bnlib img/s": 900.0,
+                     "speed-up": 1.5, "decoding": pytest.approx(0.3), "of peak": 0.46}]
+    assert report.training_rows({"one_run": {"with_bn": {}}}) == [{"model": "with_bn"}]
+    assert report.layer_rows({"results": [{"threads": 1, "shape": [32, 16, 8, 8]}]}) == [
+        {"threads": 1, "shape": "32x16x8x8"}]
+    assert report.fold_rows({"results": [{"batch_size": 1, "speedup": 1.2}]}) == [
+        {"batch": 1, "speed-up": 1.2}]
+    for rows in (report.layer_rows, report.fold_rows, report.training_rows):
+        assert rows(None) == []
+    for render in (report.layer_table, report.fold_table, report.training_table):
+        assert render(None).endswith("not measured yet (make bench measures it).")
+        assert "\n" in render(None)
+
+
+def test_machine():
+    assert report.machine({"torch": "2.13", "cpus": 2, "load_before": [1.3],
+                           "load_after": [1.5]}) == (
+        "torch 2.13, 2 CPUs, load 1.3 before and 1.5 after")
+    assert report.machine(None) == "machine not recorded"
+
+
+@pytest.mark.parametrize("name", ["layers", "train_speed", "fold_speed"])
+def test_the_recorded_results_render(name):
+    result = benchmark_result(name)
+    for render in (report.layer_table, report.fold_table, report.training_table,
+                   report.training_sentence):
+        text = render(result)
+        assert max(len(line) for line in text.splitlines()) <= 79 or render is (
+            report.training_sentence)
