@@ -8,4 +8,16 @@ run's cache key, so two probes that would measure differently never share a cach
 
 from bnlib.probes.base import Probe, StepProbe, fingerprint
 
-__all__ = ["Probe", "StepProbe", "fingerprint"]
+# inference-time statistics (chapter 03)
+from bnlib.probes.statistics import FirstLayerStatisticsProbe  # noqa: E402
+from bnlib.probes.weights import FinalWeightsProbe, model_from_history, train_model  # noqa: E402
+
+__all__ = [
+    "FinalWeightsProbe",
+    "FirstLayerStatisticsProbe",
+    "Probe",
+    "StepProbe",
+    "fingerprint",
+    "model_from_history",
+    "train_model",
+]
