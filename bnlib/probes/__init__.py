@@ -8,16 +8,17 @@ run's cache key, so two probes that would measure differently never share a cach
 
 from bnlib.probes.base import Probe, StepProbe, fingerprint
 
-# inference-time statistics (chapter 03)
-from bnlib.probes.statistics import FirstLayerStatisticsProbe  # noqa: E402
-from bnlib.probes.weights import FinalWeightsProbe, model_from_history, train_model  # noqa: E402
+# Inference-time statistics (chapter 03)
+from bnlib.probes.statistics import FirstLayerStatisticsProbe
+from bnlib.probes.weights import FinalWeightsProbe, model_from_history, train_model
 
 __all__ = [
-    "FinalWeightsProbe",
-    "FirstLayerStatisticsProbe",
     "Probe",
     "StepProbe",
     "fingerprint",
+    # Inference-time statistics (chapter 03)
+    "FinalWeightsProbe",
+    "FirstLayerStatisticsProbe",
     "model_from_history",
     "train_model",
 ]
