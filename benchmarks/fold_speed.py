@@ -6,12 +6,12 @@ Run from the repository root::
     python benchmarks/fold_speed.py --json fold.json     # also writes the results as JSON
     python benchmarks/fold_speed.py --repeats 50 --threads 1
 
-The network is :func:`bnlib.models.three_conv_net` with BN, in eval mode; the folded copy comes
-from :func:`bnlib.inference.fold_all` (each Conv2d+BatchNorm2d pair becomes one Conv2d and an
-Identity). For each batch size the two forward passes (under ``torch.inference_mode``, float32)
-are timed interleaved in one process -- unfolded, folded, folded, unfolded, ... -- so that a slow
-spell of a shared machine hits both alike; the median of the per-round ratios
-``unfolded / folded`` is the speed-up (above 1: folding is faster).
+A thin command line over :func:`bnlib.timing.fold_speedup`, which does the work (chapter 03
+calls it on its trained network). The network here is :func:`bnlib.models.three_conv_net` with
+BN, in eval mode, with non-trivial running statistics; the folded copy comes from
+:func:`bnlib.inference.fold_all`. The two forward passes are timed interleaved in one process,
+and the median of the per-round ratios ``unfolded / folded`` is the speed-up (above 1: folding
+is faster).
 
 JSON layout (``--json``): ``{"threads": int, "torch": version, "repeats": int, "max_abs_difference":
 float, "results": [{"batch_size": int, "unfolded_ms": float, "folded_ms": float, "speedup": float},
@@ -22,40 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from bnlib.inference import fold_all
 from bnlib.models import three_conv_net
-
-
-def _seconds(step: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    step()
-    return time.perf_counter() - start
-
-
-def interleaved(baseline: Callable[[], object], candidate: Callable[[], object], repeats: int,
-                warmup: int = 3) -> tuple[float, float, float]:
-    """Median baseline time, median candidate time (s) and median per-round ratio baseline/candidate."""
-    for _ in range(warmup):
-        baseline()
-        candidate()
-    base, cand, ratios = [], [], []
-    for i in range(repeats):
-        if i % 2 == 0:  # alternate which goes first
-            b, c = _seconds(baseline), _seconds(candidate)
-        else:
-            c, b = _seconds(candidate), _seconds(baseline)
-        base.append(b)
-        cand.append(c)
-        ratios.append(b / c)
-    return statistics.median(base), statistics.median(cand), statistics.median(ratios)
+from bnlib.timing import fold_speedup
 
 
 def article_network(seed: int = 0) -> torch.nn.Sequential:
@@ -78,32 +51,9 @@ def measure(
     threads: int | None = 1,
     model: torch.nn.Module | None = None,
 ) -> dict:
-    """Time ``model`` (default :func:`article_network`) against ``fold_all(model)`` in eval mode.
-
-    Returns the JSON layout described in the module docstring; times in milliseconds.
-    """
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        model = (model if model is not None else article_network()).eval()
-        folded = fold_all(model).eval()
-        results = []
-        difference = 0.0
-        for batch_size in batch_sizes:
-            x = torch.rand(batch_size, 1, 32, 32, generator=torch.Generator().manual_seed(batch_size))
-            with torch.inference_mode():
-                difference = max(difference, float((model(x) - folded(x)).abs().max()))
-                # more rounds for the fast batch-1 pass, so each median rests on enough samples
-                rounds = repeats * (5 if batch_size < 16 else 1)
-                unfolded_s, folded_s, speedup = interleaved(lambda: model(x), lambda: folded(x), rounds)
-            results.append({"batch_size": int(batch_size), "unfolded_ms": unfolded_s * 1e3,
-                            "folded_ms": folded_s * 1e3, "speedup": speedup})
-        return {"threads": torch.get_num_threads(), "torch": torch.__version__, "repeats": repeats,
-                "max_abs_difference": difference, "load_average": list(os.getloadavg()),
-                "results": results}
-    finally:
-        torch.set_num_threads(old_threads)
+    """:func:`bnlib.timing.fold_speedup` of ``model`` (default :func:`article_network`)."""
+    return fold_speedup(model if model is not None else article_network(), batch_sizes, repeats,
+                        threads)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

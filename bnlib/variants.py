@@ -1,60 +1,38 @@
-"""Variants of normalisation for chapter 04: ghost batch norm, the invariance measurements of Ba
-et al. (2016, Table 1), and the batch-size experiment (after Wu & He 2018).
+"""The normalisation variants compared as operations: the identities between them, each
+:mod:`bnlib.nn` layer against its ``torch.nn`` namesake, and the invariances of Ba et al.
+(2016, Table 1).
 
-* :class:`GhostBatchNorm2d` (defined in :mod:`bnlib.ghost`, re-exported here) computes
-  batch-norm statistics over groups of ``ghost_batch_size`` images inside each mini-batch, as if
-  one optimiser batch of 32 were spread over 32 / k devices of k images each (Wu & He's "images
-  per GPU"); with ``rmax``/``dmax`` it batch-renormalises each group (Ioffe 2017).
-* :func:`axes_identities` and :func:`namesake_differences`: the identities between the variants
-  and each :mod:`bnlib.nn` layer against its ``torch.nn`` namesake, as measured differences.
-* :func:`invariance_differences` measures, for BN, weight norm, LN and RMSNorm after a linear
-  layer, how much the output changes when the weights or the data are re-scaled or re-centred
-  (:data:`TRANSFORMATIONS`); :func:`invariance_table` turns that into the table of Ba et al.,
-  and :data:`BA_2016_TABLE` holds the published verdicts to compare with.
-* :func:`batch_size_configs`, :func:`batch_size_experiment` and :func:`summarise`: test error
-  against the number of images the normalisation averages over, at a fixed optimiser batch.
+* :func:`axes_identities` and :func:`namesake_differences`: the identities and the namesakes, as
+  measured differences; :func:`module_differences` compares any two modules in training mode.
+* :func:`invariance_differences` measures, for BN, weight norm (Salimans & Kingma 2016), LN and
+  RMSNorm after a linear layer, how much the output changes when the weights or the data are
+  re-scaled or re-centred (:data:`TRANSFORMATIONS`); :func:`invariance_table` turns that into
+  the table of Ba et al., and :data:`BA_2016_TABLE` holds the published verdicts to compare with.
 
-The other layers the chapter uses (LayerNorm, GroupNorm, InstanceNorm2d, BatchRenorm2d,
-RMSNorm) are in :mod:`bnlib.nn`.
+The batch-size experiment of chapter 04 is in :mod:`bnlib.experiments.variants`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from bnlib import nn as bnlib_nn
-from bnlib.ghost import GhostBatchNorm2d
-
-if TYPE_CHECKING:
-    from bnlib.training import RunConfig
 
 __all__ = [
-    "BATCH_SIZE_FULL",
-    "BATCH_SIZE_QUICK",
     "BA_2016_TABLE",
-    "WU_HE_2018",
-    "BN_GHOST",
-    "BN_SMALL",
-    "BRN_GHOST",
-    "GN",
     "METHODS",
     "TRANSFORMATIONS",
     "axes_identities",
-    "batch_size_configs",
-    "batch_size_experiment",
-    "change_phrase",
-    "GhostBatchNorm2d",
+    "differences_markdown",
     "invariance_differences",
     "invariance_markdown",
     "invariance_table",
     "module_differences",
     "namesake_differences",
     "normalised_linear",
-    "summarise",
 ]
 
 
@@ -290,133 +268,9 @@ def invariance_markdown(differences: dict[tuple[str, str], float], tolerance: fl
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------- the batch-size experiment
-
-#: Method name, in the batch-size experiment's rows, of batch norm over ghost batches of k images.
-BN_GHOST = "batch norm"
-#: Method name of group norm (independent of k; its rows have k = 0).
-GN = "group norm"
-#: Method name of batch renorm over ghost batches of k images.
-BRN_GHOST = "batch renorm"
-#: Method name of plain batch norm trained with real mini-batches of k images.
-BN_SMALL = "batch norm, real batch of k"
-
-
-#: The chapter's full setting (the published numbers) and short setting (``BNBOOK_QUICK=1``) of
-#: :func:`batch_size_configs`; k = 1 goes one step beyond Wu & He's smallest size, 2.
-BATCH_SIZE_FULL = {"sizes": (32, 16, 8, 4, 2, 1), "renorm_sizes": (2, 1), "real_sizes": (4,),
-                   "seeds": (0, 1), "train_subset": 3000, "epochs": 3}
-BATCH_SIZE_QUICK = {"sizes": (32, 4, 2, 1), "renorm_sizes": (2, 1), "real_sizes": (4,),
-                    "seeds": (0,), "train_subset": 1000, "epochs": 2}
-
-
-def batch_size_configs(
-    sizes: Sequence[int] = (32, 16, 8, 4, 2),
-    renorm_sizes: Sequence[int] = (4, 2),
-    real_sizes: Sequence[int] = (),
-    seeds: Sequence[int] = (0,),
-    train_subset: int | None = 4000,
-    epochs: int = 3,
-    batch_size: int = 32,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    groups: int = 4,
-) -> list[tuple[str, int, RunConfig]]:
-    """The runs of chapter 04's batch-size experiment, as ``(method, k, config)`` triples.
-
-    Every run trains the article's three-conv net with the same optimiser (SGD with momentum,
-    ``lr``), the same mini-batch of ``batch_size`` images, the same steps and data; only the set of
-    images each normalisation layer averages over changes:
-
-    * :data:`BN_GHOST`: batch norm with statistics over ghost batches of k images, k in ``sizes``;
-    * :data:`GN`: group norm (``groups`` groups; independent of k, run once, drawn as a flat line);
-    * :data:`BRN_GHOST`: batch renorm (rmax 3, dmax 5, relaxed from (1, 0) over the first epoch)
-      over ghost batches of k, k in ``renorm_sizes`` (``norm="ghost_batch"`` with ``rmax``,
-      ``dmax``);
-    * :data:`BN_SMALL`: plain batch norm trained with real mini-batches of k images, k in
-      ``real_sizes``, with the learning rate scaled by k / batch_size (so the same epochs cost
-      batch_size / k times more steps): a check that ghost batches behave as small batches do.
-    """
-    from bnlib.training import RunConfig
-
-    base = RunConfig(model="three_conv_net", optimizer="momentum", lr=lr, momentum=momentum,
-                     batch_size=batch_size, epochs=epochs, train_subset=train_subset)
-    steps_per_epoch = -(-(train_subset or 17000) // batch_size)
-    out = []
-    for seed in seeds:
-        for k in sizes:
-            if k > batch_size or k < 1:
-                raise ValueError(
-                    f"ghost batch size {k} must be in 1..{batch_size} (the mini-batch)"
-                )
-            kwargs = {"norm": "ghost_batch", "norm_options": {"ghost_batch_size": k}}
-            out.append((BN_GHOST, k, base.replace(model_kwargs=kwargs, seed=seed)))
-        gn_kwargs = {"norm": "group", "groups": groups}
-        out.append((GN, 0, base.replace(model_kwargs=gn_kwargs, seed=seed)))
-        for k in renorm_sizes:
-            options = {"ghost_batch_size": k, "rmax": 3.0, "dmax": 5.0,
-                       "warmup_steps": steps_per_epoch}
-            kwargs = {"norm": "ghost_batch", "norm_options": options}
-            out.append((BRN_GHOST, k, base.replace(model_kwargs=kwargs, seed=seed)))
-        for k in real_sizes:
-            out.append((BN_SMALL, k, base.replace(model_kwargs={"norm": "batch"}, seed=seed,
-                                                  batch_size=k, lr=lr * k / batch_size)))
-    return out
-
-
-def batch_size_experiment(
-    configs: Sequence[tuple[str, int, RunConfig]], workers: int | None = None
-) -> list[dict]:
-    """Run (or read from the cache) every configuration of :func:`batch_size_configs`, in parallel.
-
-    Returns one row per run: ``method``, ``k`` (0 for group norm), ``seed``, ``test_error``
-    (fraction misclassified on the 3,000 test images, eval mode, after the last epoch),
-    ``train_loss`` (last epoch, nats), ``seconds``, ``cached``.
-    """
-    from bnlib.training import run_many
-
-    histories = run_many([config for _, _, config in configs], workers=workers)
-    return [
-        {"method": method, "k": k, "seed": config.seed, "test_error": 1.0 - h.final.test_accuracy,
-         "train_loss": h.final.train_loss, "seconds": h.total_seconds, "cached": h.cached}
-        for (method, k, config), h in zip(configs, histories)
-    ]
-
-
-def summarise(rows: Sequence[dict], key: str = "test_error") -> dict[tuple[str, int], dict]:
-    """``{(method, k): {"mean", "std", "min", "max", "n"}}`` of ``key`` over seeds (std: sample
-    standard deviation, 0 for one seed)."""
-    groups: dict[tuple[str, int], list[float]] = {}
-    for row in rows:
-        groups.setdefault((row["method"], row["k"]), []).append(float(row[key]))
-    out = {}
-    for group, values in groups.items():
-        t = torch.tensor(values, dtype=torch.float64)
-        std = float(t.std()) if len(values) > 1 else 0.0
-        out[group] = {"mean": float(t.mean()), "std": std, "min": float(t.min()),
-                      "max": float(t.max()), "n": len(values)}
-    return out
-
-
-#: Wu & He (2018): ResNet-50 ImageNet validation error (%) at 32 and 2 images per GPU (cited, not
-#: measured here). Batch norm's and group norm's at 32 are in their Table 1; group norm stays at
-#: 24.1 down to 2 images per GPU, where it is "10.6% lower" than batch norm's 34.7 (abstract).
-WU_HE_2018 = {"batch norm": {32: 23.6, 2: 34.7}, "group norm": {32: 24.1, 2: 24.1}}
-
-
-def change_phrase(before: Mapping[str, float], after: Mapping[str, float]) -> str:
-    """Words for how a test error moved from one group of runs to another, each summarised by
-    :func:`summarise` (``mean``, ``min``, ``max``, ``n``; fractions).
-
-    A change counts as a rise (or fall) only when every seed of ``after`` lies above (or below)
-    every seed of ``before``: "rose by 1.2 percentage points in every seed"; otherwise the seeds'
-    ranges overlap: "changed by +0.3 percentage points, with the seeds' ranges overlapping".
-    With one seed per group, any difference counts ("... (one seed)").
-    """
-    change = (after["mean"] - before["mean"]) * 100
-    qualifier = "(one seed)" if max(before["n"], after["n"]) == 1 else "in every seed"
-    if after["min"] > before["max"]:
-        return f"rose by {abs(change):.1f} percentage points {qualifier}"
-    if after["max"] < before["min"]:
-        return f"fell by {abs(change):.1f} percentage points {qualifier}"
-    return f"changed by {change:+.1f} percentage points, with the seeds' ranges overlapping"
+def differences_markdown(differences: dict[str, float], heading: str, code: bool = False) -> str:
+    """A two-column Markdown table: ``heading`` | "largest absolute difference", one row per
+    entry (names in backticks when ``code``)."""
+    quote = "`" if code else ""
+    rows = [f"| {quote}{name}{quote} | {value:.1e} |" for name, value in differences.items()]
+    return "\n".join([f"| {heading} | largest absolute difference |", "|---|---|", *rows])

@@ -6,10 +6,20 @@ import copy
 
 import pytest
 import torch
+from _nets import tiny_net
 from torch import nn
 
 import bnlib.nn as bnn
-from bnlib.inference import fold_all, fold_batch_norm, is_batch_norm, recalibrate
+from bnlib.inference import (
+    batch_norm_layers,
+    fold_all,
+    fold_batch_norm,
+    freeze_batch_norm,
+    is_batch_norm,
+    predict_in_train_mode,
+    recalibrate,
+)
+from bnlib.population import FrozenBatchNorm2d
 
 
 F64 = torch.float64
@@ -220,3 +230,56 @@ def test_recalibrate_rejects_empty_and_shared_layers():
     shared = nn.Sequential(nn.Linear(3, 3), bn, nn.Linear(3, 3), bn)
     with pytest.raises(ValueError, match="more than once"):
         recalibrate(shared, [torch.randn(4, 3)])
+
+
+# --- train mode at inference, and frozen batch norm
+
+
+
+
+def test_predict_in_train_mode_batch_one_is_instance_norm_and_leaves_the_model_alone():
+    torch.manual_seed(4)
+    conv, bn = nn.Conv2d(1, 4, 3, padding=1).double(), nn.BatchNorm2d(4).double()
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-1, 1)
+    model = nn.Sequential(conv, bn).eval()
+    before = copy.deepcopy(model.state_dict())
+    images = torch.rand(5, 1, 6, 6, dtype=torch.float64)
+    logits, used = predict_in_train_mode(model, images, batch_size=1, order_seed=0)
+    with torch.no_grad():  # one image in train mode: its own per-channel statistics over H, W
+        reference = nn.functional.instance_norm(conv(images), weight=bn.weight, bias=bn.bias)
+    torch.testing.assert_close(logits, reference, rtol=0, atol=1e-10)
+    assert not model.training
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert used.training and int(used[1].num_batches_tracked) == 5
+    assert not torch.equal(used[1].running_mean, bn.running_mean)
+
+
+def test_predict_in_train_mode_whole_batch_equals_torch_train_mode_and_updates_stats_like_torch():
+    model = tiny_net()
+    images = torch.rand(12, 1, 6, 6, dtype=torch.float64)
+    reference = copy.deepcopy(model).train()
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        expected = torch.empty(12, 5, dtype=torch.float64)
+        for part in order.split(4):
+            expected[part] = reference(images[part])
+    logits, used = predict_in_train_mode(model, images, batch_size=4, order_seed=9)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-12)
+    for a, b in zip(used.state_dict().values(), reference.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_freeze_batch_norm_survives_model_train_and_keeps_statistics():
+    model = tiny_net()
+    frozen = freeze_batch_norm(model).train()
+    x = torch.rand(4, 1, 6, 6, dtype=torch.float64)
+    before = {k: v.clone() for k, v in frozen.state_dict().items()}
+    torch.testing.assert_close(frozen(x), model.eval()(x), rtol=0, atol=1e-12)
+    for name, value in frozen.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert not batch_norm_layers(frozen) and batch_norm_layers(model)  # original untouched
+    with pytest.raises(ValueError, match="track_running_stats"):
+        FrozenBatchNorm2d.from_batch_norm(nn.BatchNorm2d(3, track_running_stats=False))

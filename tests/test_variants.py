@@ -1,10 +1,9 @@
-"""bnlib.variants against independent references: torch's own layers, direct formulas written out
+"""bnlib.variants (and the ghost-batch layer) against independent references: torch's own layers, direct formulas written out
 here, hand-computed cases, and the published invariance tables. (bnlib.nn's BatchRenorm2d and
 RMSNorm are tested in test_nn.py.)"""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -12,8 +11,7 @@ from torch import nn
 
 from bnlib import models, variants
 from bnlib import nn as bnlib_nn
-from bnlib.variants import GhostBatchNorm2d
-
+from bnlib.ghost import GhostBatchNorm2d
 
 
 @pytest.fixture(autouse=True)
@@ -248,28 +246,7 @@ def test_invariance_markdown_has_one_row_per_method():
     assert lines[2].startswith("| a | **invariant**") and "no (5e-01)" in lines[2]
 
 
-# --------------------------------------------------------------------- the experiment's plumbing
-
-
-def test_batch_size_configs_build_the_layers_they_name():
-    configs = variants.batch_size_configs(sizes=(32, 2), renorm_sizes=(2,), real_sizes=(4,),
-                                          seeds=(0, 1),
-                                          train_subset=64, epochs=1)
-    assert [(m, k) for m, k, _ in configs[:5]] == [
-        (variants.BN_GHOST, 32), (variants.BN_GHOST, 2), (variants.GN, 0), (variants.BRN_GHOST, 2),
-        (variants.BN_SMALL, 4)]
-    assert len(configs) == 10 and {c.seed for _, _, c in configs} == {0, 1}
-    layers = [c.build_model()[1] for _, _, c in configs[:5]]
-    assert isinstance(layers[0], GhostBatchNorm2d) and layers[1].ghost_batch_size == 2
-    assert isinstance(layers[2], nn.GroupNorm) and layers[2].num_groups == 4
-    assert isinstance(layers[3], GhostBatchNorm2d) and layers[3].ghost_batch_size == 2
-    # warm-up over one epoch: 64 / 32 = 2 steps
-    assert (layers[3].rmax, layers[3].dmax, layers[3].warmup_steps) == (3.0, 5.0, 2)
-    assert isinstance(layers[4], nn.BatchNorm2d)
-    assert configs[4][2].batch_size == 4 and configs[4][2].lr == pytest.approx(0.01 * 4 / 32)
-    assert {c.optimizer for _, _, c in configs} == {"momentum"}
-    with pytest.raises(ValueError, match="ghost batch size 64"):
-        variants.batch_size_configs(sizes=(64,))
+# --------------------------------------------------------------------------- the models registry
 
 
 def test_models_registry_passes_norm_options():
@@ -278,15 +255,6 @@ def test_models_registry_passes_norm_options():
     assert net(torch.randn(8, 1, 32, 32)).shape == (8, 10)
     net = models.three_conv_net(norm="batch_renorm", norm_options=(("rmax", 2.0),))
     assert isinstance(net[1], bnlib_nn.BatchRenorm2d) and net[1].rmax == 2.0
-
-
-def test_summarise_hand_computed():
-    rows = [{"method": "m", "k": 2, "test_error": 0.1}, {"method": "m", "k": 2, "test_error": 0.3},
-            {"method": "g", "k": 0, "test_error": 0.2}]
-    out = variants.summarise(rows)
-    assert out[("m", 2)]["mean"] == pytest.approx(0.2)
-    assert out[("m", 2)]["std"] == pytest.approx(math.sqrt(0.02))
-    assert out[("g", 0)] == {"mean": 0.2, "std": 0.0, "min": 0.2, "max": 0.2, "n": 1}
 
 
 # --------------------------------------------------------------------------- measurements and words
@@ -298,17 +266,6 @@ def test_identities_and_namesakes_are_round_off_and_a_real_difference_shows():
     x = _batches(1)[0]
     ours, theirs = nn.BatchNorm2d(3, eps=1e-5), nn.BatchNorm2d(3, eps=0.1)
     assert variants.module_differences(ours, theirs, x) > 1e-3
-
-
-def test_change_phrase_reads_the_seeds_ranges():
-    def group(*errors):
-        return variants.summarise([{"method": "m", "k": 1, "test_error": e} for e in errors])[("m", 1)]
-
-    assert variants.change_phrase(group(0.03, 0.04), group(0.05, 0.06)) == (
-        "rose by 2.0 percentage points in every seed")
-    assert variants.change_phrase(group(0.05), group(0.04)) == "fell by 1.0 percentage points (one seed)"
-    assert variants.change_phrase(group(0.03, 0.05), group(0.04, 0.07)) == (
-        "changed by +1.5 percentage points, with the seeds' ranges overlapping")
 
 
 def test_figures_have_labelled_axes():
@@ -323,7 +280,7 @@ def test_figures_have_labelled_axes():
                ("group norm", 0): {"mean": 0.06, "min": 0.05, "max": 0.07, "n": 2}}
     fig2 = plots.batch_size_curve(summary)
     ax = fig2.axes[0]
-    assert "test error" in ax.get_ylabel() and "images per normalisation group" in ax.get_xlabel()
+    assert "test error" in ax.get_ylabel() and "images k" in ax.get_xlabel()
     assert ax.get_xlim()[0] > ax.get_xlim()[1]  # large k on the left, as in Wu & He
     with pytest.raises(ValueError, match="no 'batch norm' rows"):
         plots.batch_size_curve({("group norm", 0): summary[("group norm", 0)]})

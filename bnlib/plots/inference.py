@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from bnlib.population import running_average
+from bnlib.running import running_average
 
 __all__ = ["batch_gap_figure", "mode_gap_figure", "recalibration_figure", "running_average_frame",
            "train_mode_accuracy_figure"]
@@ -22,7 +22,7 @@ def _momentum_label(momentum: float | None) -> str:
 def running_average_frame(trace: Mapping, channel: int, momentum: float | None) -> Figure:
     """The first BN layer's running mean and variance of one channel over training steps.
 
-    ``trace`` is a :class:`bnlib.population.FirstLayerStatisticsProbe` result. Grey dots: the
+    ``trace`` is a :class:`bnlib.probes.FirstLayerStatisticsProbe` result. Grey dots: the
     statistic of each mini-batch (unbiased variance, as PyTorch feeds it); black: the exact
     population value with that step's weights; colour: PyTorch's running average of the batch
     values with ``momentum`` (from 0 for the mean and 1 for the variance, as PyTorch starts).
@@ -73,7 +73,7 @@ def train_mode_accuracy_figure(rows: Sequence[Mapping], eval_accuracy: float) ->
 def batch_gap_figure(rows: Sequence[Mapping]) -> Figure:
     """How far mini-batch statistics fall from the population's, against batch size.
 
-    ``rows`` from :func:`bnlib.population.batch_statistics_gap`: left, the mean error
+    ``rows`` from :func:`bnlib.batch_statistics.batch_statistics_gap`: left, the mean error
     ``|mu_B - mu| / sigma``; right, the ratio of the biased batch variance to the population
     variance (1: no bias).
     """
@@ -120,7 +120,7 @@ def recalibration_figure(rows: Sequence[Mapping], running_accuracy: float, full_
                          full_samples: int) -> Figure:
     """Test accuracy after recomputing BN statistics from n training images (precise BN).
 
-    ``rows`` from :func:`bnlib.population.recalibration_curve` (dots: draws; line: their median);
+    ``rows`` from :func:`bnlib.experiments.inference.recalibration_curve` (dots: draws; line: their median);
     horizontal lines: the running averages kept during training, and all ``full_samples`` images.
     """
     sizes = sorted({r["samples"] for r in rows})

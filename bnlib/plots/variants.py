@@ -78,7 +78,7 @@ def batch_size_curve(
 
     Args:
         summary: ``{(method, k): {"mean", "min", "max", "n"}}`` of the test error (fractions),
-            as :func:`bnlib.variants.summarise` returns; group norm's k is 0 (it does not depend
+            as :func:`bnlib.experiments.variants.summarise` returns; group norm's k is 0 (it does not depend
             on k and is drawn as a horizontal band).
         batch_norm, group_norm: the method names of the two curves.
         others: further methods drawn as markers at their k.
@@ -100,7 +100,7 @@ def batch_size_curve(
         ax.errorbar(k, mean, yerr=(low, high), fmt=fmt, color=colour, capsize=3, lw=1.6, ms=6,
                     label=label)
 
-    errorbar(bn, "batch norm, statistics over k images (ghost batches)", "-o", "C0")
+    errorbar(bn, "batch norm, ghost batches of k in a batch of 32", "-o", "C0")
     gn = summary.get((group_norm, 0))
     if gn is not None:
         ax.axhline(gn["mean"] * 100, color="C2", lw=1.6, label="group norm (independent of k)")
@@ -108,11 +108,11 @@ def batch_size_curve(
     for j, method in enumerate(others):
         points = sorted((k, s) for (m, k), s in summary.items() if m == method)
         if points:
-            errorbar(points, method, ["s", "^", "D"][j % 3], f"C{3 + j}")
+            errorbar(points, method, ["^", "--s", "D"][j % 3], f"C{3 + j}")
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(int(k)) for k in ks])
     ax.set_xlim(ks.max() * 1.4, ks.min() / 1.4)  # large to small, as in Wu & He
-    ax.set_xlabel("images per normalisation group k (the optimiser batch stays 32)")
+    ax.set_xlabel("images k over which batch norm's statistics are taken")
     ax.set_ylabel("test error after training (%)")
     ax.set_title(f"Mean of {seeds} seed(s); bars: smallest to largest seed", fontsize=10)
     ax.grid(alpha=0.3)

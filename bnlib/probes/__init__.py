@@ -14,6 +14,10 @@ from bnlib.probes.ics import ICSProbe, ics_measure
 from bnlib.probes.landscape import LandscapeProbe, gradient_landscape
 from bnlib.probes.percentiles import ActivationPercentileProbe, activation_percentiles
 
+# Inference-time statistics (chapter 03)
+from bnlib.probes.statistics import FirstLayerStatisticsProbe
+from bnlib.probes.weights import FinalWeightsProbe, model_from_history, train_model
+
 __all__ = [
     "Probe",
     "StepProbe",
@@ -26,4 +30,9 @@ __all__ = [
     "activation_percentiles",
     "gradient_landscape",
     "ics_measure",
+    # Inference-time statistics (chapter 03)
+    "FinalWeightsProbe",
+    "FirstLayerStatisticsProbe",
+    "model_from_history",
+    "train_model",
 ]
