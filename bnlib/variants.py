@@ -3,7 +3,7 @@
 (2016, Table 1).
 
 * :func:`axes_identities` and :func:`namesake_differences`: the identities and the namesakes, as
-  measured differences; :func:`module_differences` compares any two modules in training mode.
+  measured differences; :func:`~bnlib.exercises.module_differences` compares any two modules in training mode.
 * :func:`invariance_differences` measures, for BN, weight norm (Salimans & Kingma 2016), LN and
   RMSNorm after a linear layer, how much the output changes when the weights or the data are
   re-scaled or re-centred (:data:`TRANSFORMATIONS`); :func:`invariance_table` turns that into
@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from bnlib import nn as bnlib_nn
+from bnlib.exercises import module_differences
 
 __all__ = [
     "BA_2016_TABLE",
@@ -30,7 +31,6 @@ __all__ = [
     "invariance_differences",
     "invariance_markdown",
     "invariance_table",
-    "module_differences",
     "namesake_differences",
     "normalised_linear",
 ]
@@ -73,25 +73,6 @@ def axes_identities(
             float((t_gn1 - t_ln).abs().max()),
         "torch.nn.GroupNorm(C, C) = torch.nn.InstanceNorm2d(C)": float((t_gnc - t_in).abs().max()),
     }
-
-
-def module_differences(ours: nn.Module, theirs: nn.Module, x: Tensor, seed: int = 0) -> float:
-    """Largest absolute difference between two modules on ``x`` in training mode: outputs, input
-    gradients (of ``sum(y * r)``, ``r`` seeded), parameter gradients, and buffers after the step.
-    ``theirs``'s state is copied into ``ours`` first."""
-    ours.load_state_dict(theirs.state_dict())
-    ours.train(), theirs.train()
-    r = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
-    results = []
-    for layer in (ours, theirs):
-        layer.zero_grad()
-        xi = x.clone().requires_grad_(True)
-        y = layer(xi)
-        (y * r).sum().backward()
-        grads = [p.grad for p in layer.parameters()]
-        buffers = [b.double() for b in layer.buffers()]
-        results.append([y.detach(), xi.grad, *grads, *buffers])
-    return max(float((a - b).abs().max()) for a, b in zip(*results))
 
 
 def namesake_differences(seed: int = 0) -> dict[str, float]:
