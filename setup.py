@@ -14,6 +14,6 @@ setup(
     package_dir={"bnlib._data": "data"},
     package_data={
         "bnlib": ["py.typed"],
-        "bnlib._data": ["*.npz", "*.csv", "*.json", "*.md"],
+        "bnlib._data": ["*"],  # every file in data/: the digits, their README, other data
     },
 )

@@ -59,17 +59,18 @@ class DataError(ValueError):
     """The data is missing, damaged or not in the expected layout (the message says how to fix it)."""
 
 
-def bundled_data_file() -> Path:
-    """The digits installed with bnlib: ``bnlib/_data/dhcd_digits.npz``.
+def bundled_data_file(name: str = _FILE_NAME) -> Path:
+    """A file installed with bnlib: ``bnlib/_data/<name>`` (default: the digits).
 
-    A wheel holds the file there; an editable install maps ``bnlib._data`` to the repository's
-    ``data/`` folder; a clone imported without installing falls back to that folder directly.
+    Every file of the repository's ``data/`` folder is installed there: a wheel holds a copy, an
+    editable install maps ``bnlib._data`` to ``data/`` itself, and a clone imported without
+    installing falls back to ``data/`` directly. The path is returned whether or not it exists.
     """
     try:
         folder = importlib.resources.files("bnlib._data")
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "data" / _FILE_NAME
-    return Path(str(folder / _FILE_NAME))
+        return Path(__file__).resolve().parent.parent / "data" / name
+    return Path(str(folder / name))
 
 
 def default_data_file() -> Path:

@@ -87,7 +87,8 @@ def test_bundled_file_is_the_package_data_of_bnlib(monkeypatch):
     monkeypatch.delenv("BNLIB_DATA", raising=False)
     folder = Path(bnlib._data.__file__).parent
     assert bundled_data_file() == folder / "dhcd_digits.npz" == default_data_file()
-    assert "CC BY 4.0" in (folder / "README.md").read_text(encoding="utf-8")
+    assert bundled_data_file("README.md") == folder / "README.md"
+    assert "CC BY 4.0" in bundled_data_file("README.md").read_text(encoding="utf-8")
 
 
 def test_uninstalled_clone_falls_back_to_the_repository_data_folder(monkeypatch):
