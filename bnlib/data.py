@@ -2,8 +2,10 @@
 
 Two sources are understood:
 
-* the bundled file ``data/dhcd_digits.npz`` (arrays ``x_train``, ``y_train``, ``x_test``,
-  ``y_test``; uint8, 32x32), checked against the SHA-256 of each array;
+* the bundled file ``dhcd_digits.npz`` (arrays ``x_train``, ``y_train``, ``x_test``,
+  ``y_test``; uint8, 32x32), checked against the SHA-256 of each array. It is installed with
+  the package, as ``bnlib/_data/dhcd_digits.npz`` beside its README (source, licence CC BY 4.0,
+  checksums); in the repository it is ``data/dhcd_digits.npz``, which setup.py maps there;
 * a folder in the original dataset's layout, ``Train/digit_k/*.png`` and ``Test/digit_k/*.png``
   for k = 0..9, as downloaded from the UCI repository.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.resources
 import os
 from pathlib import Path
 
@@ -28,6 +31,7 @@ __all__ = [
     "DataError",
     "IMAGE_SIZE",
     "SPLIT_SIZES",
+    "bundled_data_file",
     "default_data_file",
     "load_hindi_digits",
     "read_png_folder",
@@ -48,17 +52,32 @@ ARRAY_SHA256 = {
 
 _FOLDER_OF_SPLIT = {"train": "Train", "test": "Test"}
 _ENV_VAR = "BNLIB_DATA"
+_FILE_NAME = "dhcd_digits.npz"
 
 
 class DataError(ValueError):
     """The data is missing, damaged or not in the expected layout (the message says how to fix it)."""
 
 
+def bundled_data_file(name: str = _FILE_NAME) -> Path:
+    """A file installed with bnlib: ``bnlib/_data/<name>`` (default: the digits).
+
+    Every file of the repository's ``data/`` folder is installed there: a wheel holds a copy, an
+    editable install maps ``bnlib._data`` to ``data/`` itself, and a clone imported without
+    installing falls back to ``data/`` directly. The path is returned whether or not it exists.
+    """
+    try:
+        folder = importlib.resources.files("bnlib._data")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "data" / name
+    return Path(str(folder / name))
+
+
 def default_data_file() -> Path:
-    """Where the digits are looked for: ``$BNLIB_DATA`` if set, else the repository's ``data/``."""
+    """Where the digits are looked for: ``$BNLIB_DATA`` if set, else :func:`bundled_data_file`."""
     if os.environ.get(_ENV_VAR):
         return Path(os.environ[_ENV_VAR]).expanduser()
-    return Path(__file__).resolve().parent.parent / "data" / "dhcd_digits.npz"
+    return bundled_data_file()
 
 
 def load_hindi_digits(
@@ -88,8 +107,9 @@ def load_hindi_digits(
         images, labels = _cached_npz(str(path.resolve()), split)
     else:
         raise DataError(
-            f"no digits data at {path}. Use the file data/dhcd_digits.npz from the book's "
-            f"repository, set {_ENV_VAR} to its path, or pass source= a folder holding the "
+            f"no digits data at {path}. The file ships with bnlib: reinstall it from the "
+            f"book's repository (pip install .), or set {_ENV_VAR} to a copy of the "
+            "repository's data/dhcd_digits.npz, or pass source= a folder holding the "
             "original dataset's Train/ and Test/ folders (digit_0 .. digit_9 inside each)."
         )
     return _to_tensors(images, labels)

@@ -16,6 +16,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
+__all__ = [
+    "CACHE_ENV",
+    "CGROUP_ROOT",
+    "PROGRESS_ENV",
+    "QUICK_ENV",
+    "WORKERS_ENV",
+    "WORKER_MEMORY",
+    "available_cpus",
+    "available_memory",
+    "cache_dir",
+    "default_workers",
+    "full_or_quick",
+    "is_quick",
+    "show_progress",
+    "torch_threads",
+]
+
 T = TypeVar("T")
 
 QUICK_ENV = "BNBOOK_QUICK"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bnlib.data import DataError, default_data_file, load_hindi_digits
+from bnlib.data import DataError, bundled_data_file, default_data_file, load_hindi_digits
 
 DATA_FILE = default_data_file()
 
@@ -78,6 +78,28 @@ def test_unknown_split_is_rejected(split):
 def test_missing_file_says_where_to_get_it(tmp_path):
     with pytest.raises(DataError, match="no digits data.*dhcd_digits.npz"):
         load_hindi_digits("train", tmp_path / "nowhere.npz")
+
+
+def test_bundled_file_is_the_package_data_of_bnlib(monkeypatch):
+    """bnlib._data is the repository's data/ in an editable install, bnlib/_data in a wheel."""
+    import bnlib._data
+
+    monkeypatch.delenv("BNLIB_DATA", raising=False)
+    folder = Path(bnlib._data.__file__).parent
+    assert bundled_data_file() == folder / "dhcd_digits.npz" == default_data_file()
+    assert bundled_data_file("README.md") == folder / "README.md"
+    assert "CC BY 4.0" in bundled_data_file("README.md").read_text(encoding="utf-8")
+
+
+def test_uninstalled_clone_falls_back_to_the_repository_data_folder(monkeypatch):
+    import importlib.resources
+
+    def not_installed(package):
+        raise ModuleNotFoundError(f"No module named {package!r}")
+
+    monkeypatch.setattr(importlib.resources, "files", not_installed)
+    repository_data = Path(__file__).resolve().parent.parent / "data" / "dhcd_digits.npz"
+    assert bundled_data_file() == repository_data
 
 
 def test_environment_variable_points_to_the_data(tmp_path, monkeypatch):
