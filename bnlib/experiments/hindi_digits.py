@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from bnlib import prose, settings
+from bnlib.data import bundled_data_file
 from bnlib.models import ARTICLE_TRACKED_WEIGHTS, count_parameters, three_conv_net
 from bnlib.training import History, RunConfig, run_many
 
@@ -78,7 +79,7 @@ ARTICLE_LOSS_LOWER_FROM_PROSE = 3
 
 #: The article's per-epoch numbers: its notebook's printed logs and, for the other epochs, its
 #: figures read to four decimals (see ``data/article_logs.md``).
-ARTICLE_LOGS = Path(__file__).resolve().parents[2] / "data" / "article_logs.csv"
+ARTICLE_LOGS = bundled_data_file("article_logs.csv")
 
 #: Training images of the DHCD digits (Acharya et al. 2015): 1,700 per class.
 TRAIN_IMAGES = 17_000
