@@ -71,11 +71,11 @@ def _make_norm(norm: str, num_features: int, groups: int, spatial: bool, options
             )
         return nn.GroupNorm(groups, num_features)
     if norm == "noisy_batch":
-        from bnlib.shift import NoisyBatchNorm  # works on (N, C) and (N, C, H, W)
+        from bnlib.nn import NoisyBatchNorm  # works on (N, C) and (N, C, H, W)
 
         return NoisyBatchNorm(num_features)
     if norm == "ghost_batch" and spatial:
-        from bnlib.ghost import GhostBatchNorm2d  # options: ghost_batch_size, rmax, dmax, ...
+        from bnlib.nn import GhostBatchNorm2d  # options: ghost_batch_size, rmax, dmax, ...
 
         return GhostBatchNorm2d(num_features, **dict(options))
     if norm == "batch_renorm" and spatial:

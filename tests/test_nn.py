@@ -181,11 +181,16 @@ def test_gradcheck(make, shape):
     _gradcheck(layer, shape)
 
 
-def test_second_derivative_is_refused_not_wrong():
-    x = torch.randn(4, 2, dtype=F64, requires_grad=True)
-    (g,) = torch.autograd.grad(bn.BatchNorm1d(2, dtype=F64)(x).pow(2).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError):
-        g.sum().backward()
+def test_second_derivative_through_batch_statistics_matches_torch():
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(4, 2, 3, dtype=F64, generator=gen)
+    grads = []
+    for layer in (bn.BatchNorm1d(2, dtype=F64), torch.nn.BatchNorm1d(2, dtype=F64)):
+        xi = x.clone().requires_grad_()
+        (g,) = torch.autograd.grad(layer(xi).pow(3).sum(), xi, create_graph=True)
+        grads.append(torch.autograd.grad(g.pow(2).sum(), (xi, layer.weight)))
+    for ours, theirs in zip(*grads):
+        torch.testing.assert_close(ours, theirs)
 
 
 # --- the other layers -----------------------------------------------------------------------------
