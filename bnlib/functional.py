@@ -298,8 +298,9 @@ def instance_norm(
     spatial axes, as batch norm of the ``(1, N * C, *spatial)`` view (torch's own construction,
     so the output is contiguous like torch's). Running statistics (if given and
     ``use_input_stats``) move towards the batch average of the per-instance statistics."""
-    if not use_input_stats:
-        return normalize_with_statistics(x, running_mean, running_var, weight, bias, eps)
+    if not use_input_stats:  # contiguous like torch's, which reshapes in this case too
+        return normalize_with_statistics(x.contiguous(), running_mean, running_var, weight,
+                                         bias, eps)
     n, c = x.shape[:2]
     spatial = math.prod(x.shape[2:])
     if spatial == 1:
