@@ -77,9 +77,9 @@ def _backward_differentiable(x: Tensor, weight: Tensor | None, eps: float, dy: T
     (so autograd can differentiate them again)."""
     dims = _channel_dims(x.dim())
     m = x.numel() // x.shape[1]
-    var, mean = torch.var_mean(x, dims, correction=0, keepdim=True)
-    inv_std = torch.rsqrt(var + eps)
-    x_hat = (x - mean) * inv_std
+    centred = x - x.mean(dims, keepdim=True)
+    inv_std = torch.rsqrt((centred * centred).mean(dims, keepdim=True) + eps)
+    x_hat = centred * inv_std
     dbeta = dy.sum(dims)
     dgamma = (dy * x_hat).sum(dims)
     scale = inv_std if weight is None else per_channel(weight, x.dim()) * inv_std
@@ -114,10 +114,9 @@ class BatchNormFunction(torch.autograd.Function):
         var = (centred * centred).mean(dims)  # biased: divide by m
         inv_std = torch.rsqrt(var + eps)
         scale = per_channel(inv_std if weight is None else weight * inv_std, x.dim())
-        if bias is None:
-            y = centred * scale
-        else:
-            y = torch.addcmul(per_channel(bias, x.dim()), centred, scale)
+        y = centred * scale
+        if bias is not None:  # in place: addcmul with a broadcast (1, C, 1, 1) self is slow
+            y.add_(per_channel(bias, x.dim()))
         ctx.save_for_backward(x, centred, weight, inv_std)
         ctx.eps = eps
         ctx.mark_non_differentiable(mean, var)
@@ -139,10 +138,10 @@ class BatchNormFunction(torch.autograd.Function):
                 k_dy = inv_std if weight is None else weight * inv_std
                 k_centred = -k_dy * dgamma * inv_std / m
                 k_0 = -k_dy * dbeta / m
-                dx = torch.addcmul(
-                    per_channel(k_0, dy.dim()), centred, per_channel(k_centred, dy.dim())
-                )
-                dx = dx.addcmul_(dy, per_channel(k_dy, dy.dim()))
+                # three passes of full-size operands (fast kernels), into one new tensor
+                dx = dy * per_channel(k_dy, dy.dim())
+                dx.addcmul_(centred, per_channel(k_centred, dy.dim()))
+                dx.add_(per_channel(k_0, dy.dim()))
         return (
             dx if needs[0] else None,
             dgamma if needs[1] else None,
@@ -185,7 +184,7 @@ def normalize_with_statistics(
     shift = -mean * scale
     if bias is not None:
         shift = shift + bias
-    return torch.addcmul(per_channel(shift, x.dim()), x, per_channel(scale, x.dim()))
+    return (x * per_channel(scale, x.dim())).add_(per_channel(shift, x.dim()))
 
 
 def batch_norm(
@@ -242,7 +241,7 @@ def batch_renorm(
         running_std = torch.sqrt(running_var + eps)
         r = (torch.sqrt(var + eps) / running_std).clamp(1 / rmax, rmax)
         d = ((mean - running_mean) / running_std).clamp(-dmax, dmax)
-    y = torch.addcmul(per_channel(d, x.dim()), x_hat, per_channel(r, x.dim()))
+    y = x_hat * per_channel(r, x.dim()) + per_channel(d, x.dim())
     return _affine(y, weight, bias), mean, var
 
 
