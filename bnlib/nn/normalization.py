@@ -49,6 +49,37 @@ def _check_trailing_shape(x: Tensor, normalized_shape: tuple[int, ...]) -> None:
         )
 
 
+class _AffineNorm(nn.Module):
+    """Base of the layers without running statistics: ``weight`` and ``bias`` of a given shape
+    (either may be absent), registered and initialised as torch does."""
+
+    def _init_affine(self, shape: tuple[int, ...], affine: bool, bias: bool, device, dtype):
+        register_affine(self, shape, affine, bias, {"device": device, "dtype": dtype})
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``weight`` = 1, ``bias`` = 0."""
+        reset_affine(self)
+
+
+class _TrailingNorm(_AffineNorm):
+    """Base of the norms over the trailing ``normalized_shape`` dimensions of the input."""
+
+    _repr_bias = True  # torch's repr says whether there is a bias, except RMSNorm's (none)
+
+    def _init_trailing(self, normalized_shape: int | Sequence[int], eps: float | None,
+                       elementwise_affine: bool, bias: bool, device, dtype) -> None:
+        self.normalized_shape = _normalized_shape(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        self._init_affine(self.normalized_shape, elementwise_affine, bias, device, dtype)
+
+    def extra_repr(self) -> str:
+        text = (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
+        return f"{text}, bias={self.bias is not None}" if self._repr_bias else text
+
+
 class _InstanceNorm(_NormBase):
     """Instance norm over ``(N, C, *spatial)`` or unbatched ``(C, *spatial)`` inputs: statistics
     per sample and channel over the spatial axes. Subclasses say how many spatial axes.
@@ -144,7 +175,7 @@ class InstanceNorm3d(_InstanceNorm):
     _spatial_dims = 3
 
 
-class LayerNorm(nn.Module):
+class LayerNorm(_TrailingNorm):
     """Layer norm over the last ``len(normalized_shape)`` dimensions of a ``(*, *normalized_shape)``
     input; statistics per leading index (biased variance), no running statistics.
 
@@ -163,22 +194,7 @@ class LayerNorm(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        self.normalized_shape = _normalized_shape(normalized_shape)
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
-        register_affine(self, self.normalized_shape, elementwise_affine, bias,
-                        {"device": device, "dtype": dtype})
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """``weight`` = 1, ``bias`` = 0."""
-        reset_affine(self)
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.normalized_shape}, eps={self.eps}, "
-            f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}"
-        )
+        self._init_trailing(normalized_shape, eps, elementwise_affine, bias, device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.normalized_shape:
@@ -191,7 +207,7 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
 
-class GroupNorm(nn.Module):
+class GroupNorm(_AffineNorm):
     """Group norm over ``(N, C, *)`` inputs: the C channels split into ``num_groups`` groups,
     statistics per (sample, group) over the group's channels and every spatial position.
 
@@ -220,12 +236,7 @@ class GroupNorm(nn.Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        register_affine(self, (num_channels,), affine, bias, {"device": device, "dtype": dtype})
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """``weight`` = 1, ``bias`` = 0."""
-        reset_affine(self)
+        self._init_affine((num_channels,), affine, bias, device, dtype)
 
     def extra_repr(self) -> str:
         return (
@@ -259,13 +270,15 @@ class GroupNorm(nn.Module):
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
-class RMSNorm(nn.Module):
+class RMSNorm(_TrailingNorm):
     """Root-mean-square layer norm (Zhang & Sennrich 2019) over the last dimensions of a
     ``(*, *normalized_shape)`` input: ``y = x / sqrt(mean(x^2) + eps) * weight``, no centring, no bias.
 
     Same constructor as :class:`torch.nn.RMSNorm`; ``eps=None`` means the machine epsilon of the
     input's dtype. ``weight``: ``normalized_shape``.
     """
+
+    _repr_bias = False
 
     def __init__(
         self,
@@ -276,26 +289,7 @@ class RMSNorm(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        self.normalized_shape = _normalized_shape(normalized_shape)
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = nn.Parameter(
-                torch.empty(self.normalized_shape, device=device, dtype=dtype)
-            )
-        else:
-            self.register_parameter("weight", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """``weight`` = 1."""
-        reset_affine(self)
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.normalized_shape}, eps={self.eps}, "
-            f"elementwise_affine={self.elementwise_affine}"
-        )
+        self._init_trailing(normalized_shape, eps, elementwise_affine, False, device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_trailing_shape(x, self.normalized_shape)
