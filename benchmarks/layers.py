@@ -48,6 +48,8 @@ import bnlib.nn
 from bnlib import reference
 from bnlib.settings import torch_threads
 
+__all__ = ["SHAPES", "interleaved_ratio", "main", "measure"]
+
 SHAPES = ((32, 16, 32, 32), (64, 64, 28, 28))
 
 
