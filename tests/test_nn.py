@@ -197,8 +197,8 @@ def test_fast_first_derivative_equals_the_double_backward_capable_one():
     """The closed-form backward (no graph asked for) and the differentiable one (create_graph)
     are one formula: equal up to float64 rounding, also for a channel mean far from 0."""
     gen = torch.Generator().manual_seed(5)
-    x = torch.randn(6, 3, 4, 4, dtype=F64, generator=gen) + torch.tensor([0.0, 1e3, -5.0],
-                                                                          dtype=F64).view(1, 3, 1, 1)
+    means = torch.tensor([0.0, 1e3, -5.0], dtype=F64).view(1, 3, 1, 1)
+    x = torch.randn(6, 3, 4, 4, dtype=F64, generator=gen) + means
     dy = torch.randn(x.shape, dtype=F64, generator=gen)
     layer = bn.BatchNorm2d(3, dtype=F64)
     _randomize(layer, 6)

@@ -272,7 +272,8 @@ class GroupNorm(_AffineNorm):
 
 class RMSNorm(_TrailingNorm):
     """Root-mean-square layer norm (Zhang & Sennrich 2019) over the last dimensions of a
-    ``(*, *normalized_shape)`` input: ``y = x / sqrt(mean(x^2) + eps) * weight``, no centring, no bias.
+    ``(*, *normalized_shape)`` input: ``y = x / sqrt(mean(x^2) + eps) * weight``, no centring,
+    no bias.
 
     Same constructor as :class:`torch.nn.RMSNorm`; ``eps=None`` means the machine epsilon of the
     input's dtype. ``weight``: ``normalized_shape``.
