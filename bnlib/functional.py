@@ -103,7 +103,8 @@ class BatchNormFunction(torch.autograd.Function):
     centred input ``x - mean``, so no sum in the backward suffers cancellation when a channel's
     mean is large against its spread. Under ``create_graph=True`` the same formula is built from
     differentiable operations of the saved input instead (:func:`_backward_differentiable`), so
-    second derivatives flow through the batch statistics.
+    second derivatives flow through the batch statistics. Memory: it keeps the input (for that
+    second derivative) and the centred input alive, one activation more than torch's kernel.
     """
 
     @staticmethod
