@@ -211,9 +211,13 @@ def test_empty_batch_in_training_as_torch(make, shape):
 
 def _channels_last_cases() -> list:
     """The float32 samples whose input has a channels-last layout (4D or 5D, not empty)."""
-    return [case for case in _cases(dtypes=(torch.float32,))
-            if _samples(*case.values[:3])[case.values[3]].forward_input.args[0].dim() in (4, 5)
-            and _samples(*case.values[:3])[case.values[3]].forward_input.args[0].numel() > 0]
+    cases = []
+    for case in _cases(dtypes=(torch.float32,)):
+        name, dtype, training, index = case.values
+        x = _samples(name, dtype, training)[index].forward_input.args[0]
+        if x.dim() in (4, 5) and x.numel() > 0:
+            cases.append(case)
+    return cases
 
 
 @pytest.mark.parametrize("name,dtype,training,index", _channels_last_cases())
