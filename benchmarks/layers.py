@@ -7,19 +7,28 @@ Run from the repository root::
     python benchmarks/layers.py --repeats 20 --threads 1 --threads 2
     python benchmarks/layers.py --channels-last       # inputs in channels-last memory format
 
-Each thread count asked for (default: 1, then torch's default) is measured in turn. For each
-shape (float32, training mode, a fresh gradient each call) the candidates are timed interleaved
-in one process -- torch, bnlib, torch, bnlib, ... -- so that a slow spell of a shared
-machine hits both alike, and the median of the per-round ratios ``bnlib / torch`` is reported
-(as well as each median time). Above 1 means bnlib is slower. The NumPy reference
-(:mod:`bnlib.reference`) is timed the same way against the same torch layer, with fewer repeats.
+Each thread count asked for (default: 1, then torch's default) is measured in turn, set through
+:func:`bnlib.settings.torch_threads`. For each shape (float32, training mode, a fresh gradient
+each call) the candidates are timed interleaved in one process -- torch, bnlib, torch, bnlib, ...
+-- so that a slow spell of a shared machine hits both alike, and the median of the per-round
+ratios ``bnlib / torch`` is reported (as well as each median time). Above 1 means bnlib is
+slower. The NumPy reference (:mod:`bnlib.reference`) is timed the same way against the same
+torch layer, with fewer repeats.
+
+Double backward: bnlib's backward takes a faster closed-form path unless a second derivative is
+asked for (``create_graph=True``), when it builds the same formula from differentiable
+operations. ``double_over_torch`` times forward + ``autograd.grad(..., create_graph=True)`` of
+both layers against each other; ``double_over_fast`` times bnlib's double-backward-capable
+first derivative against its plain one (what asking for the graph costs).
 
 JSON layout (``--json``): ``{"torch": version, "cpus": int, "memory_format": str,
 "load_before": [1, 5, 15 min], "load_after": [...], "results": [{"threads": int, "shape": [...],
 "torch_ms": float, "bnlib_ms": float, "bnlib_over_torch": float, "numpy_ms": float,
-"numpy_over_torch": float}, ...]}``. The load averages tell how busy the machine was: on a
-shared machine, measurements with as many threads as cores suffer most from the other processes
-(each parallel region waits for its slowest thread), so the one-thread ratios are the steadier.
+"numpy_over_torch": float, "double_torch_ms": float, "double_bnlib_ms": float,
+"double_over_torch": float, "double_over_fast": float}, ...]}``. The load averages tell how busy
+the machine was: on a shared machine, measurements with as many threads as cores suffer most
+from the other processes (each parallel region waits for its slowest thread), so the one-thread
+ratios are the steadier.
 """
 
 from __future__ import annotations
@@ -37,6 +46,9 @@ import torch
 
 import bnlib.nn
 from bnlib import reference
+from bnlib.settings import torch_threads
+
+__all__ = ["SHAPES", "interleaved_ratio", "main", "measure"]
 
 SHAPES = ((32, 16, 32, 32), (64, 64, 28, 28))
 
@@ -52,6 +64,16 @@ def _module_step(layer: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor) -> C
         x.grad = None
         layer.zero_grad(set_to_none=True)
         layer(x).backward(dy)
+
+    return step
+
+
+def _double_step(layer: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor) -> Callable[[], None]:
+    """Forward, then first derivatives with their graph kept (ready for a second backward)."""
+    params = tuple(layer.parameters())
+
+    def step() -> None:
+        torch.autograd.grad(layer(x), (x, *params), dy, create_graph=True)
 
     return step
 
@@ -98,6 +120,12 @@ def measure(
     torch_s, bnlib_s, ratio = interleaved_ratio(
         _module_step(native, x, dy), _module_step(ours, x, dy), repeats
     )
+    torch_2_s, double_s, double_ratio = interleaved_ratio(
+        _double_step(native, x, dy), _double_step(ours, x, dy), repeats
+    )
+    _, _, double_over_fast = interleaved_ratio(
+        _module_step(ours, x, dy), _double_step(ours, x, dy), repeats
+    )
     x_np, dy_np = x.detach().numpy(), dy.numpy()
     gamma, beta = np.ones(channels, np.float32), np.zeros(channels, np.float32)
     torch_np_s, numpy_s, numpy_ratio = interleaved_ratio(
@@ -110,6 +138,10 @@ def measure(
         "bnlib_over_torch": ratio,
         "numpy_ms": 1e3 * numpy_s,
         "numpy_over_torch": numpy_ratio,
+        "double_torch_ms": 1e3 * torch_2_s,
+        "double_bnlib_ms": 1e3 * double_s,
+        "double_over_torch": double_ratio,
+        "double_over_fast": double_over_fast,
     }
 
 
@@ -128,22 +160,22 @@ def main(argv: list[str] | None = None) -> dict:
               "memory_format": "channels_last" if args.channels_last else "contiguous",
               "load_before": list(os.getloadavg()), "results": []}
     for threads in thread_counts:
-        torch.set_num_threads(threads)
-        for shape in SHAPES:
-            result = measure(shape, args.repeats, args.numpy_repeats, args.channels_last)
-            report["results"].append({"threads": threads, **result})
+        with torch_threads(threads):
+            for shape in SHAPES:
+                result = measure(shape, args.repeats, args.numpy_repeats, args.channels_last)
+                report["results"].append({"threads": threads, **result})
     report["load_after"] = list(os.getloadavg())
 
     load = f"{report['load_before'][0]:.1f}/{report['load_after'][0]:.1f}"
     print(f"BatchNorm2d forward+backward, float32, training mode, {report['memory_format']} "
           f"(load average before/after: {load} on {report['cpus']} CPUs)")
     print(f"{'threads':>7} {'shape':>18} {'torch ms':>9} {'bnlib ms':>9} {'bnlib/torch':>12} "
-          f"{'numpy ms':>9} {'numpy/torch':>12}")
+          f"{'numpy/torch':>12} {'2nd-order/torch':>16} {'2nd-order/fast':>15}")
     for r in report["results"]:
         print(
             f"{r['threads']:>7} {str(tuple(r['shape'])):>18} {r['torch_ms']:9.2f} "
-            f"{r['bnlib_ms']:9.2f} {r['bnlib_over_torch']:12.2f} {r['numpy_ms']:9.1f} "
-            f"{r['numpy_over_torch']:12.1f}"
+            f"{r['bnlib_ms']:9.2f} {r['bnlib_over_torch']:12.2f} {r['numpy_over_torch']:12.1f} "
+            f"{r['double_over_torch']:16.2f} {r['double_over_fast']:15.2f}"
         )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -301,20 +301,18 @@ def _forward_in_batches(
 
 
 def freeze_batch_norm(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every BN layer replaced by a :class:`FrozenBatchNorm2d` of it.
+    """A copy of ``model`` with every BN layer replaced by a :class:`bnlib.nn.FrozenBatchNorm2d` of it.
 
     Fine-tuning the copy in train mode leaves the normalisation exactly as in eval mode: batch
     statistics are never used and the population statistics are never updated.
     """
-    from bnlib.population import FrozenBatchNorm2d  # the layer moves to bnlib.nn
-
     frozen = copy.deepcopy(model)
     targets = {id(m) for m in batch_norm_layers(frozen)}
 
     def replace(parent: nn.Module) -> None:
         for name, child in parent.named_children():
             if id(child) in targets:
-                setattr(parent, name, FrozenBatchNorm2d.from_batch_norm(child))
+                setattr(parent, name, bnn.FrozenBatchNorm2d.from_batch_norm(child))
             else:
                 replace(child)
 

@@ -49,7 +49,7 @@ def make_norm(norm: str, num_features: int, groups: int = 4) -> nn.Module:
         norm: ``"batch"`` (``torch.nn.BatchNorm2d``, or ``BatchNorm1d`` for (N, C) - chosen by
             the caller through :func:`three_conv_net` / :func:`sigmoid_mlp`), ``"bnlib_batch"``
             (``bnlib.nn`` from scratch), ``"group"`` (``torch.nn.GroupNorm`` with ``groups``
-            groups), ``"noisy_batch"`` (``bnlib.shift.NoisyBatchNorm``).
+            groups), ``"noisy_batch"`` (``bnlib.nn.NoisyBatchNorm``).
         num_features: channels C.
         groups: number of groups for ``"group"``; must divide ``num_features``.
     """
@@ -71,11 +71,11 @@ def _make_norm(norm: str, num_features: int, groups: int, spatial: bool, options
             )
         return nn.GroupNorm(groups, num_features)
     if norm == "noisy_batch":
-        from bnlib.shift import NoisyBatchNorm  # works on (N, C) and (N, C, H, W)
+        from bnlib.nn import NoisyBatchNorm  # works on (N, C) and (N, C, H, W)
 
         return NoisyBatchNorm(num_features)
     if norm == "ghost_batch" and spatial:
-        from bnlib.ghost import GhostBatchNorm2d  # options: ghost_batch_size, rmax, dmax, ...
+        from bnlib.nn import GhostBatchNorm2d  # options: ghost_batch_size, rmax, dmax, ...
 
         return GhostBatchNorm2d(num_features, **dict(options))
     if norm == "batch_renorm" and spatial:
@@ -99,7 +99,7 @@ def three_conv_net(
         norm: any normalisation of :data:`NORMS` in the same places instead (``None``: none).
         groups: groups for ``norm="group"``.
         norm_options: keyword arguments (dict or ``(name, value)`` pairs) for ``"ghost_batch"``
-            (:class:`bnlib.ghost.GhostBatchNorm2d`: ``ghost_batch_size``, ``rmax``, ``dmax``,
+            (:class:`bnlib.nn.GhostBatchNorm2d`: ``ghost_batch_size``, ``rmax``, ``dmax``,
             ``warmup_steps``) and ``"batch_renorm"`` (:class:`bnlib.nn.BatchRenorm2d`: ``rmax``,
             ``dmax``).
     """

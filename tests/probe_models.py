@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnlib.shift import NoisyBatchNorm
+from bnlib.nn import NoisyBatchNorm
 
 
 def buffers_of(model: nn.Module) -> list[torch.Tensor]:

@@ -9,7 +9,7 @@ import pytest
 from torch import nn
 
 from bnlib.experiments import variants as E
-from bnlib.ghost import GhostBatchNorm2d
+from bnlib.nn import GhostBatchNorm2d
 
 
 def group(*errors: float) -> dict:

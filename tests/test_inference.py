@@ -19,7 +19,7 @@ from bnlib.inference import (
     predict_in_train_mode,
     recalibrate,
 )
-from bnlib.population import FrozenBatchNorm2d
+from bnlib.nn import FrozenBatchNorm2d
 
 
 F64 = torch.float64

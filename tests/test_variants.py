@@ -11,7 +11,7 @@ from torch import nn
 
 from bnlib import models, variants
 from bnlib import nn as bnlib_nn
-from bnlib.ghost import GhostBatchNorm2d
+from bnlib.nn import GhostBatchNorm2d
 
 
 @pytest.fixture(autouse=True)

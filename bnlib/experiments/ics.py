@@ -2,7 +2,7 @@
 
 Three versions of the sigmoid MLP of Ioffe & Szegedy's Figure 1 (``bnlib.models.sigmoid_mlp``)
 train on the DHCD digits with plain SGD: without normalisation ("standard"), with BatchNorm1d
-("BN") and with :class:`bnlib.shift.NoisyBatchNorm` ("noisy BN"). Seed 0 of each carries the
+("BN") and with :class:`bnlib.nn.NoisyBatchNorm` ("noisy BN"). Seed 0 of each carries the
 probes of :mod:`bnlib.probes` (percentiles of one sigmoid's input, Santurkar et al.'s
 gradient ICS, the loss along the gradient); further seeds train without probes.
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib.population import FrozenBatchNorm2d
+from bnlib.nn import FrozenBatchNorm2d
 
 
 @pytest.mark.parametrize("shape, bn_class", [((6, 4), nn.BatchNorm1d), ((6, 4, 3, 3), nn.BatchNorm2d)])

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib.shift import NoisyBatchNorm
+from bnlib.nn import NoisyBatchNorm
 
 
 # ---------------------------------------------------------------------------- NoisyBatchNorm
