@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,16 +45,11 @@ import torch
 import bnlib.nn
 from bnlib import reference
 from bnlib.settings import torch_threads
+from bnlib.timing import interleaved
 
-__all__ = ["SHAPES", "interleaved_ratio", "main", "measure"]
+__all__ = ["SHAPES", "main", "measure"]
 
 SHAPES = ((32, 16, 32, 32), (64, 64, 28, 28))
-
-
-def _seconds(step: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    step()
-    return time.perf_counter() - start
 
 
 def _module_step(layer: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor) -> Callable[[], None]:
@@ -86,26 +79,6 @@ def _numpy_step(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.ndarr
     return step
 
 
-def interleaved_ratio(
-    baseline: Callable[[], None], candidate: Callable[[], None], repeats: int, warmup: int = 3
-) -> tuple[float, float, float]:
-    """Median baseline time, median candidate time (s) and median per-round ratio."""
-    for _ in range(warmup):
-        baseline()
-        candidate()
-    base, cand, ratios = [], [], []
-    for i in range(repeats):
-        # alternate which goes first, so neither always runs on a warmed-up cache
-        if i % 2 == 0:
-            b, c = _seconds(baseline), _seconds(candidate)
-        else:
-            c, b = _seconds(candidate), _seconds(baseline)
-        base.append(b)
-        cand.append(c)
-        ratios.append(c / b)
-    return statistics.median(base), statistics.median(cand), statistics.median(ratios)
-
-
 def measure(
     shape: tuple[int, ...], repeats: int, numpy_repeats: int, channels_last: bool = False
 ) -> dict:
@@ -117,19 +90,20 @@ def measure(
     channels = shape[1]
     native = torch.nn.BatchNorm2d(channels)
     ours = bnlib.nn.BatchNorm2d(channels)
-    torch_s, bnlib_s, ratio = interleaved_ratio(
-        _module_step(native, x, dy), _module_step(ours, x, dy), repeats
+    # interleaved(a, b) gives median a, median b and the median ratio a / b
+    bnlib_s, torch_s, ratio = interleaved(
+        _module_step(ours, x, dy), _module_step(native, x, dy), repeats
     )
-    torch_2_s, double_s, double_ratio = interleaved_ratio(
-        _double_step(native, x, dy), _double_step(ours, x, dy), repeats
+    double_s, torch_2_s, double_ratio = interleaved(
+        _double_step(ours, x, dy), _double_step(native, x, dy), repeats
     )
-    _, _, double_over_fast = interleaved_ratio(
-        _module_step(ours, x, dy), _double_step(ours, x, dy), repeats
+    _, _, double_over_fast = interleaved(
+        _double_step(ours, x, dy), _module_step(ours, x, dy), repeats
     )
     x_np, dy_np = x.detach().numpy(), dy.numpy()
     gamma, beta = np.ones(channels, np.float32), np.zeros(channels, np.float32)
-    torch_np_s, numpy_s, numpy_ratio = interleaved_ratio(
-        _module_step(native, x, dy), _numpy_step(x_np, gamma, beta, dy_np), numpy_repeats, warmup=1
+    numpy_s, _, numpy_ratio = interleaved(
+        _numpy_step(x_np, gamma, beta, dy_np), _module_step(native, x, dy), numpy_repeats, warmup=1
     )
     return {
         "shape": list(shape),
