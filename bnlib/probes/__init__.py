@@ -9,3 +9,8 @@ run's cache key, so two probes that would measure differently never share a cach
 from bnlib.probes.base import Probe, StepProbe, fingerprint
 
 __all__ = ["Probe", "StepProbe", "fingerprint"]
+
+# chapter 6 (benefits)
+from bnlib.probes.variance_shift import VarianceShiftProbe, variance_shift  # noqa: E402
+
+__all__ += ["VarianceShiftProbe", "variance_shift"]
