@@ -357,3 +357,40 @@ def test_cost_of_batch_norm_reports_every_time():
     cost = benefits.cost_of_batch_norm(repeats=1, batch_size=4, inference_batch=4)
     for part in ("train_ms", "inference_ms", "folded_ms"):
         assert all(t > 0 for t in cost[part].values())
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_every_figure_draws_a_synthetic_outcome_with_labelled_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bnlib.plots import benefits as plots
+
+    r = synthetic_results()
+    r.sweep["without_bn"][1.0]["test_loss"][0] = [2.3, math.nan, math.nan, math.nan]
+    figures = [
+        plots.lr_sweep_figure(r.sweep, 0.5),
+        plots.loss_curves_frame(r.sweep, 1.0),
+        plots.convergence_figure(r.sweep, {"with_bn": [1.0, 0.001], "without_bn": [0.1]}, 0.9),
+        plots.init_figure(r.init),
+        plots.depth_figure(r.depth, r.gradients),
+        plots.regularisation_figure(r.regularisation),
+        plots.cost_figure(r.cost),
+    ]
+    for fig in figures:
+        for ax in fig.axes:
+            assert ax.get_ylabel(), fig
+        assert any(ax.get_xlabel() for ax in fig.axes) or fig is figures[-1]
+        plt.close(fig)
+
+
+def test_best_rate_takes_the_smaller_rate_on_a_tie_and_compared_rates_add_the_article():
+    by_rate = {0.1: {"accuracy": [0.9, 0.8]}, 0.3: {"accuracy": [0.8, 0.9]},
+               0.01: {"accuracy": [0.5, 0.5]}}
+    assert benefits.best_rate(by_rate) == 0.1
+    r = synthetic_results()
+    assert benefits.compared_rates(r) == {"without_bn": [0.1, 0.001], "with_bn": [1.0, 0.001]}

@@ -42,7 +42,8 @@ from bnlib.training import History, RunConfig, run_many
 __all__ = [
     "ARTICLE_LR", "CONDITION", "FIXED_LR", "FULL", "HOLDS", "NETWORKS", "NOT_HERE", "QUICK",
     "TRAINS_ACCURACY", "VARIANTS", "VERDICTS", "Results", "Setting", "configs",
-    "cost_of_batch_norm", "findings", "images_seen", "layer_gradient_norms", "run", "setting",
+    "best_rate", "compared_rates", "cost_of_batch_norm", "findings", "images_seen",
+    "layer_gradient_norms", "run", "setting",
     "summarise",
 ]
 
@@ -96,12 +97,12 @@ FULL = Setting(
     timing_repeats=30,
 )
 QUICK = Setting(
-    seeds=(0, 1), test_subset=300,
-    sweep_rates=(0.001, 0.01, 0.1, 1.0, 3.0), sweep_subset=1000, sweep_epochs=1,
-    eval_every=8, target_accuracy=0.7,
-    init_scales=(0.1, 1.0, 10.0), init_subset=1000, init_epochs=1,
-    depths=(3, 6, 12), depth_rates=(0.1,), depth_subset=800, depth_epochs=1,
-    regularisation_subset=500, regularisation_epochs=3, gradient_batch=64, timing_repeats=5,
+    seeds=(0, 1), test_subset=250,
+    sweep_rates=(0.001, 0.01, 0.1, 1.0, 3.0), sweep_subset=800, sweep_epochs=1,
+    eval_every=5, target_accuracy=0.5,
+    init_scales=(0.1, 1.0, 10.0), init_subset=800, init_epochs=1,
+    depths=(3, 6, 12), depth_rates=(0.1,), depth_subset=640, depth_epochs=1,
+    regularisation_subset=400, regularisation_epochs=3, gradient_batch=64, timing_repeats=5,
 )
 
 
@@ -326,12 +327,26 @@ def _steps_text(steps: Sequence[int | None]) -> tuple[float, str]:
     return mean, f"{mean:,.0f}"
 
 
+def best_rate(by_rate: Mapping[float, Mapping]) -> float:
+    """The sweep's rate with the highest mean final test accuracy (the smaller one on a tie)."""
+    return max(sorted(by_rate),
+               key=lambda lr: statistics.fmean(by_rate[lr]["accuracy"]))
+
+
+def compared_rates(results: Results) -> dict[str, list[float]]:
+    """Network -> [its best rate, the article's rate] (the latter only if it was swept)."""
+    best = {n: best_rate(by_rate) for n, by_rate in results.sweep.items()}
+    return {n: [best[n]] + ([ARTICLE_LR] if ARTICLE_LR in by_rate and ARTICLE_LR != best[n]
+                            else [])
+            for n, by_rate in results.sweep.items()}
+
+
 def _learning_rates(r: Results, f: dict) -> dict:
     """Claims 1 and 2: the sweep, the largest rate that trains, steps to the target."""
     s, found = r.setting, {}
     for n, tag in _TAGS.items():
         by_rate = {lr: e["accuracy"] for lr, e in r.sweep[n].items()}
-        best = max(by_rate, key=lambda lr: statistics.fmean(by_rate[lr]))
+        best = best_rate(r.sweep[n])
         largest, fails = largest_trainable(by_rate)
         f[f"best_lr_{tag}"] = best
         f[f"best_acc_{tag}"], f[f"best_sd_{tag}"] = mean_sd(by_rate[best])
