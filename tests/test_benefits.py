@@ -1,4 +1,4 @@
-"""Chapter 6's models, variance-shift measurement, summaries and verdicts (bnlib.experiments.benefits).
+"""Chapter 6: its models, the variance-shift measurement, the summaries and the verdict rules.
 
 The verdict rules are fed synthetic outcomes, branch by branch (ties and mixed seeds too); the
 variance shift is checked against the closed form of Li et al. (2019) for dropout before BN.
