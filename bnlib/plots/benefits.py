@@ -110,7 +110,7 @@ def convergence_figure(sweep: Mapping, rates: Mapping[str, Sequence[float]],
                        target: float) -> Figure:
     """Test accuracy over steps (mean over seeds), each network at the given rates (its best
     and the article's), with the target accuracy as a line."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
     styles = ["-", "--", ":"]
     for network, network_rates in rates.items():
         for style, rate in zip(styles, network_rates):
@@ -123,7 +123,8 @@ def convergence_figure(sweep: Mapping, rates: Mapping[str, Sequence[float]],
     ax.set_ylabel("test accuracy (%), mean over seeds")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize="small")
+    fig.tight_layout()
     return fig
 
 
@@ -165,8 +166,8 @@ def regularisation_figure(regularisation: Mapping) -> Figure:
     left.set_xticks(x, [_VARIANT_LABELS.get(n, n) for n in names], fontsize="small")
     left.set_ylabel("accuracy (%), mean over seeds")
     low = min(100 * min(min(e["train"]), min(e["test"])) for e in regularisation.values())
-    left.set_ylim(max(0, low - 5), 100)
-    left.legend(loc="lower left", fontsize="small")
+    left.set_ylim(max(0, low - 5), 112)
+    left.legend(loc="upper center", ncol=2, fontsize="small")
     for name in names:
         shifts = [layers for layers in regularisation[name]["shift"] if layers]
         if shifts:
@@ -179,18 +180,20 @@ def regularisation_figure(regularisation: Mapping) -> Figure:
 
 
 def cost_figure(cost: Mapping) -> Figure:
-    """Milliseconds per training step and per inference pass: without BN, with BN, folded."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.6))
-    train = cost["train_ms"]
-    left.bar(["without BN", "with BN"], [train["without_bn"], train["with_bn"]],
-             color=[COLORS["without_bn"], COLORS["with_bn"]])
-    left.set_ylabel(f"ms per SGD step ({cost['batch_size']} images)")
-    infer, folded = cost["inference_ms"], cost["folded_ms"]
-    right.bar(["without BN", "with BN", "BN folded"],
-              [infer["without_bn"], infer["with_bn"], folded["folded"]],
-              color=[COLORS["without_bn"], COLORS["with_bn"], "tab:purple"])
-    right.set_ylabel(f"ms per inference pass ({cost['inference_batch']} images)")
-    for ax in (left, right):
-        ax.grid(alpha=0.3, axis="y")
+    """Time of a training step and of an inference pass with BN, and of an inference pass with
+    BN folded, each divided by the network without BN timed interleaved with it (1 = no cost)."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ratios = [cost["train_ms"]["with_bn"] / cost["train_ms"]["without_bn"],
+              cost["inference_ms"]["with_bn"] / cost["inference_ms"]["without_bn"],
+              cost["folded_ms"]["folded"] / cost["folded_ms"]["without_bn"]]
+    labels = [f"SGD step, with BN\n({cost['batch_size']} images)",
+              f"inference, with BN\n({cost['inference_batch']} images)",
+              f"inference, BN folded\n({cost['inference_batch']} images)"]
+    ax.bar(labels, ratios, color=[COLORS["with_bn"], COLORS["with_bn"], "tab:purple"])
+    ax.axhline(1, color="black", lw=0.8, ls="--", label="network without BN")
+    ax.set_ylabel("time / time without BN")
+    ax.tick_params(axis="x", labelsize="small")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     return fig
