@@ -275,7 +275,9 @@ def synthetic_results(bn_accuracy: float = 0.95) -> benefits.Results:
 def test_findings_of_a_synthetic_outcome():
     f = benefits.findings(synthetic_results())
     assert f["largest_lr_bn"] == "1" and f["largest_lr_plain"] == "0.1"
-    assert f["fails_at_plain"] == "1" and f["fails_at_bn"] == "none of the rates tried"
+    assert f["fails_at_plain"] == "1" and f["fails_at_bn"] == "none"
+    assert f["divergence_plain"] == "first fails at rate 1"
+    assert f["divergence_bn"] == "still trains at the largest rate of the sweep"
     assert f["verdict_lr"] == HOLDS
     assert f["steps_tuned_bn"] == "20" and f["steps_tuned_plain"] == "30"
     assert f["steps_article_bn"] == "20"
@@ -298,6 +300,16 @@ def test_findings_of_a_synthetic_outcome():
 def test_findings_when_bn_fails_at_the_top_rate():
     f = benefits.findings(synthetic_results(bn_accuracy=0.1))
     assert f["largest_lr_bn"] == "0.1" and f["verdict_lr"] == NOT_HERE
+
+
+def test_findings_when_nothing_trains_without_bn():
+    r = synthetic_results()
+    for entry in r.sweep["without_bn"].values():
+        entry["accuracy"] = [0.1, 0.1]
+    f = benefits.findings(r)
+    assert f["largest_lr_plain"] == "none"
+    assert f["divergence_plain"] == "trains at no rate of the sweep"
+    assert f["verdict_lr"] == HOLDS
 
 
 def test_findings_when_a_seed_misses_the_target_or_the_rate_is_missing():

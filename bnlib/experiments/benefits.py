@@ -318,6 +318,15 @@ def _rate(lr: float | None, none: str) -> str:
     return none if lr is None else f"{lr:g}"
 
 
+def _divergence(largest: float | None, fails: float | None) -> str:
+    """Where training stops working, worded to follow "the network"."""
+    if largest is None:
+        return "trains at no rate of the sweep"
+    if fails is None:
+        return "still trains at the largest rate of the sweep"
+    return f"first fails at rate {fails:g}"
+
+
 def _steps_text(steps: Sequence[int | None]) -> tuple[float, str]:
     """Mean steps over seeds (``inf`` if a seed never reached the target) and its wording."""
     missed = sum(s is None for s in steps)
@@ -351,7 +360,8 @@ def _learning_rates(r: Results, f: dict) -> dict:
         f[f"best_lr_{tag}"] = best
         f[f"best_acc_{tag}"], f[f"best_sd_{tag}"] = mean_sd(by_rate[best])
         f[f"largest_lr_{tag}"] = _rate(largest, "none")
-        f[f"fails_at_{tag}"] = _rate(fails, "none of the rates tried")
+        f[f"fails_at_{tag}"] = _rate(fails, "none")
+        f[f"divergence_{tag}"] = _divergence(largest, fails)
         f[f"diverged_{tag}"] = sum(sum(e["diverged"]) for e in r.sweep[n].values())
         found[tag] = {"largest": largest, "fails": fails}
         for when, lr in (("tuned", best), ("article", ARTICLE_LR)):
