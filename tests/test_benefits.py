@@ -283,6 +283,7 @@ def test_findings_of_a_synthetic_outcome():
     assert f["steps_article_bn"] == "20"
     assert f["verdict_speed"] == HOLDS and f["tuned_word"] == "fewer"
     assert f["verdict_init"] == HOLDS and f["init_trained_plain"] == 1
+    assert f["depth_rates"] == "rate 0.1"
     assert f["deepest_bn"] == "6" and f["deepest_plain"] == "3"
     assert f["verdict_depth"] == HOLDS
     assert f["grad_orders_plain"] == pytest.approx(4.0)
@@ -406,3 +407,15 @@ def test_best_rate_takes_the_smaller_rate_on_a_tie_and_compared_rates_add_the_ar
     assert benefits.best_rate(by_rate) == 0.1
     r = synthetic_results()
     assert benefits.compared_rates(r) == {"without_bn": [0.1, 0.001], "with_bn": [1.0, 0.001]}
+
+
+@pytest.mark.parametrize("rates,words", [
+    ((0.1,), "rate 0.1"),
+    ((0.03, 0.3), "the better of the rates 0.03 and 0.3"),
+    ((0.01, 0.1, 1.0), "the best of the rates 0.01, 0.1 and 1"),
+])
+def test_depth_rates_are_worded_for_one_two_or_more(rates, words):
+    s = dataclasses.replace(TINY, depth_rates=rates)
+    r = synthetic_results()
+    r.setting = s
+    assert benefits.findings(r)["depth_rates"] == words

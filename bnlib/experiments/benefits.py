@@ -318,6 +318,14 @@ def _rate(lr: float | None, none: str) -> str:
     return none if lr is None else f"{lr:g}"
 
 
+def _rates_text(rates: Sequence[float]) -> str:
+    """"rate 0.1" or "the better of the rates 0.03 and 0.3" (the best of three or more)."""
+    if len(rates) == 1:
+        return f"rate {rates[0]:g}"
+    words = ", ".join(f"{r:g}" for r in rates[:-1]) + f" and {rates[-1]:g}"
+    return f"the {'better' if len(rates) == 2 else 'best'} of the rates {words}"
+
+
 def _divergence(largest: float | None, fails: float | None) -> str:
     """Where training stops working, worded to follow "the network"."""
     if largest is None:
@@ -476,7 +484,7 @@ def findings(results: Results) -> dict:
          "n_scales": len(s.init_scales), "scale_low": min(s.init_scales),
          "scale_high": max(s.init_scales), "init_images": s.init_subset,
          "init_epochs": s.init_epochs, "depths": ", ".join(map(str, s.depths)),
-         "deepest_tried": max(s.depths), "depth_rates": " or ".join(map(str, s.depth_rates)),
+         "deepest_tried": max(s.depths), "depth_rates": _rates_text(s.depth_rates),
          "depth_images": s.depth_subset, "depth_epochs": s.depth_epochs,
          "reg_images": s.regularisation_subset, "reg_epochs": s.regularisation_epochs,
          "dropout": VARIANTS["dropout"]["dropout"], "images_seen": images_seen(s)}
