@@ -175,6 +175,7 @@ def test_learning_rate_verdict(args, verdict):
     ((100, 100, 300, 300), NOT_HERE),     # ties
     ((200, 100, INF, INF), NOT_HERE),     # neither reaches it at the article's rate
     ((INF, INF, 300, 900), CONDITION),
+    ((100, 110, math.nan, 300), NOT_HERE),  # the article's rate not measured
 ])
 def test_convergence_verdict(args, verdict):
     assert v.convergence_verdict(*args) == verdict
@@ -281,7 +282,7 @@ def test_findings_of_a_synthetic_outcome():
     assert f["verdict_lr"] == HOLDS
     assert f["steps_tuned_bn"] == "20" and f["steps_tuned_plain"] == "30"
     assert f["steps_article_bn"] == "20"
-    assert f["verdict_speed"] == HOLDS and f["tuned_word"] == "fewer"
+    assert f["verdict_speed"] == HOLDS and f["tuned_word"] == "needs fewer steps than"
     assert f["verdict_init"] == HOLDS and f["init_trained_plain"] == 1
     assert f["depth_rates"] == "rate 0.1"
     assert f["deepest_bn"] == "6" and f["deepest_plain"] == "3"
@@ -321,6 +322,27 @@ def test_findings_when_a_seed_misses_the_target_or_the_rate_is_missing():
     assert f["steps_tuned_plain"] == "not reached in 1 of 2 seeds"
     assert f["steps_article_bn"] == "not measured"
     assert f["verdict_speed"] == HOLDS
+    assert f["tuned_word"] == "needs fewer steps than"
+    assert f["article_word"] == "is not compared at this rate with"
+
+
+def test_speed_words_when_neither_network_reaches_the_target_at_the_articles_rate():
+    r = synthetic_results()
+    for network in benefits.NETWORKS:
+        r.sweep[network][0.001]["test_accuracy"] = [[0.1, 0.2, 0.3, 0.4]] * 2
+    f = benefits.findings(r)
+    assert f["article_word"] == "does not reach the target in every seed, and neither does"
+    assert f["verdict_speed"] == HOLDS
+
+
+def test_speed_words_when_the_plain_network_is_faster_or_equal():
+    r = synthetic_results()
+    r.sweep["with_bn"][1.0]["test_accuracy"] = [[0.1, 0.5, 0.6, 0.95]] * 2
+    r.sweep["without_bn"][0.1]["test_accuracy"] = [[0.1, 0.5, 0.92, 0.95]] * 2
+    f = benefits.findings(r)
+    assert f["tuned_word"] == "needs more steps than" and f["verdict_speed"] == CONDITION
+    r.sweep["with_bn"][1.0]["test_accuracy"] = [[0.1, 0.5, 0.92, 0.95]] * 2
+    assert benefits.findings(r)["tuned_word"] == "needs as many steps as"
 
 
 def fake_history(config: RunConfig, accuracy: float, train_loss: float = 0.5,

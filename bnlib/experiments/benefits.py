@@ -335,6 +335,17 @@ def _divergence(largest: float | None, fails: float | None) -> str:
     return f"first fails at rate {fails:g}"
 
 
+def _speed_words(bn_steps: float, plain_steps: float) -> str:
+    """Completes "BN ... the plain network" from mean steps to the target (``inf``: missed in
+    some seed; ``nan``: not measured)."""
+    if math.isnan(bn_steps) or math.isnan(plain_steps):
+        return "is not compared at this rate with"
+    if math.isinf(bn_steps) and math.isinf(plain_steps):
+        return "does not reach the target in every seed, and neither does"
+    return "needs " + prose.comparison(bn_steps, plain_steps, "fewer steps than",
+                                       "more steps than", "as many steps as")
+
+
 def _steps_text(steps: Sequence[int | None]) -> tuple[float, str]:
     """Mean steps over seeds (``inf`` if a seed never reached the target) and its wording."""
     missed = sum(s is None for s in steps)
@@ -375,7 +386,7 @@ def _learning_rates(r: Results, f: dict) -> dict:
         for when, lr in (("tuned", best), ("article", ARTICLE_LR)):
             entry = r.sweep[n].get(lr)
             if entry is None:  # the article's rate is not in this sweep
-                found[tag][when], f[f"steps_{when}_{tag}"] = math.inf, "not measured"
+                found[tag][when], f[f"steps_{when}_{tag}"] = math.nan, "not measured"
                 continue
             steps = [steps_to(entry["steps"], curve, s.target_accuracy)
                      for curve in entry["test_accuracy"]]
@@ -385,10 +396,8 @@ def _learning_rates(r: Results, f: dict) -> dict:
                                             bn["fails"] is not None)
     f["verdict_speed"] = convergence_verdict(bn["tuned"], plain["tuned"], bn["article"],
                                              plain["article"])
-    f["tuned_word"] = prose.comparison(bn["tuned"], plain["tuned"], "fewer", "more",
-                                       "as many")
-    f["article_word"] = prose.comparison(bn["article"], plain["article"], "fewer", "more",
-                                         "as many")
+    f["tuned_word"] = _speed_words(bn["tuned"], plain["tuned"])
+    f["article_word"] = _speed_words(bn["article"], plain["article"])
     return f
 
 
