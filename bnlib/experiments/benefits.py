@@ -418,7 +418,8 @@ def _init_and_depth(r: Results, f: dict) -> dict:
         orders[tag] = math.log10(max(norms) / min(norms))
         f[f"grad_orders_{tag}"] = orders[tag]
         f[f"grad_first_last_{tag}"] = norms[0] / norms[-1]
-        f[f"grad_word_{tag}"] = prose.comparison(norms[0], norms[-1], "smaller", "larger")
+        f[f"grad_word_{tag}"] = prose.comparison(norms[0], norms[-1], "smaller", "larger",
+                                                 "neither smaller nor larger")
     f["verdict_init"] = init_verdict(counts["bn"], counts["plain"], len(s.init_scales))
     f["verdict_depth"] = depth_verdict(deepest["bn"], deepest["plain"], max(s.depths))
     f["verdict_gradients"] = gradient_verdict(orders["bn"], orders["plain"])
