@@ -209,6 +209,9 @@ def test_gradient_verdict(args, verdict):
     ((0.01, 0.05, 0.93, 0.95), CONDITION),
     ((0.05, 0.05, 0.97, 0.95), NOT_HERE),   # tie in the gap
     ((0.08, 0.05, 0.97, 0.95), NOT_HERE),
+    ((0.04, 0.05, 0.97, 0.95, 0.02), NOT_HERE),   # smaller by less than the seeds' spread
+    ((0.01, 0.05, 0.97, 0.95, 0.02), HOLDS),
+    ((0.01, 0.05, 0.93, 0.95, 0.02), CONDITION),
 ])
 def test_regularisation_verdict(args, verdict):
     assert v.regularisation_verdict(*args) == verdict
@@ -290,6 +293,7 @@ def test_findings_of_a_synthetic_outcome():
     assert f["grad_orders_plain"] == pytest.approx(4.0)
     assert f["verdict_gradients"] == HOLDS and f["grad_word_plain"] == "smaller"
     assert f["gap_plain"] == pytest.approx(0.09) and f["gap_bn"] == pytest.approx(0.03)
+    assert f["gap_spread"] == 0.0  # the synthetic seeds agree
     assert f["verdict_regularisation"] == HOLDS
     assert f["shift_dropout_before_bn"] == pytest.approx(1.7)
     assert f["verdict_dropout"] == HOLDS
@@ -441,3 +445,12 @@ def test_depth_rates_are_worded_for_one_two_or_more(rates, words):
     r = synthetic_results()
     r.setting = s
     assert benefits.findings(r)["depth_rates"] == words
+
+
+def test_regularisation_needs_a_gap_difference_beyond_the_seeds_spread():
+    r = synthetic_results()
+    r.regularisation["plain"]["test"] = [0.96, 0.86]      # gaps 0.03 and 0.13: sd 0.0707
+    f = benefits.findings(r)
+    assert f["gap_sd_plain"] == pytest.approx(0.1 / math.sqrt(2))
+    assert f["gap_plain"] - f["gap_bn"] == pytest.approx(0.05)
+    assert f["verdict_regularisation"] == NOT_HERE

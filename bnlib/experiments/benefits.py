@@ -440,11 +440,14 @@ def _regularisation_and_cost(r: Results, f: dict) -> dict:
         f[f"test_{variant}"], f[f"test_sd_{variant}"] = mean_sd(entry["test"])
         f[f"train_{variant}"] = statistics.fmean(entry["train"])
         f[f"gap_{variant}"] = f[f"train_{variant}"] - f[f"test_{variant}"]
+        f[f"gap_sd_{variant}"] = mean_sd([a - b for a, b in zip(entry["train"],
+                                                                 entry["test"])])[1]
     for variant in ("bn", "dropout_before_bn", "dropout_after_bn"):
         f[f"shift_{variant}"] = _behind_dropout(reg[variant]["shift"])
         f[f"ratio_{variant}"] = _behind_dropout(reg[variant]["ratio"])
+    f["gap_spread"] = max(f["gap_sd_bn"], f["gap_sd_plain"])
     f["verdict_regularisation"] = regularisation_verdict(
-        f["gap_bn"], f["gap_plain"], f["test_bn"], f["test_dropout"])
+        f["gap_bn"], f["gap_plain"], f["test_bn"], f["test_dropout"], f["gap_spread"])
     f["verdict_dropout"] = dropout_verdict(
         f["shift_dropout_before_bn"], f["shift_dropout_after_bn"],
         f["test_dropout_before_bn"], f["test_dropout_after_bn"])
@@ -474,7 +477,8 @@ def _measured(f: dict) -> dict:
         "measured_gradients": f"gradient norms span {f['grad_orders_bn']:.1f} orders of "
                               f"magnitude with BN, {f['grad_orders_plain']:.1f} without",
         "measured_regularisation": f"train/test gap {f['gap_bn']:.1%} with BN, "
-                                   f"{f['gap_plain']:.1%} without",
+                                   f"{f['gap_plain']:.1%} without (seeds vary by "
+                                   f"{f['gap_spread']:.1%})",
         "measured_dropout": f"variance shift {f['shift_dropout_before_bn']:.2f} behind dropout, "
                             f"{f['shift_dropout_after_bn']:.2f} with dropout after BN",
         "measured_cost": f"{f['train_share']:.0%} of a training step, "

@@ -108,10 +108,11 @@ def gradient_verdict(orders_bn: float, orders_plain: float) -> str:
 
 
 def regularisation_verdict(gap_bn: float, gap_plain: float, test_bn: float,
-                           test_dropout: float) -> str:
-    """"Regularises, can reduce the need for dropout": BN's train/test gap is smaller (holds
-    if BN alone also tests at least as well as dropout alone; else with a condition)."""
-    if gap_bn >= gap_plain:
+                           test_dropout: float, seed_spread: float = 0.0) -> str:
+    """"Regularises, can reduce the need for dropout": BN's train/test gap is smaller than the
+    plain network's by more than ``seed_spread`` (the seeds' standard deviation of the gaps);
+    holds if BN alone also tests at least as well as dropout alone, else with a condition."""
+    if gap_plain - gap_bn <= seed_spread:
         return NOT_HERE
     return HOLDS if test_bn >= test_dropout else CONDITION
 
