@@ -30,12 +30,13 @@ from torch import nn
 
 from bnlib import models, prose
 from bnlib.data import load_hindi_digits
-from bnlib.probes import VarianceShiftProbe
 from bnlib.experiments.benefits_verdicts import (
     CONDITION, HOLDS, NOT_HERE, TRAINS_ACCURACY, VERDICTS, convergence_verdict, cost_verdict,
-    depth_verdict, dropout_verdict, gradient_verdict, init_verdict, largest_trainable,
-    learning_rate_verdict, mean_sd, regularisation_verdict, steps_to, trains,
+    depth_verdict, divergence_text, dropout_verdict, gradient_verdict, init_verdict,
+    largest_trainable, learning_rate_verdict, mean_sd, rate_text, rates_text,
+    regularisation_verdict, speed_words, steps_text, steps_to, trains,
 )
+from bnlib.probes import VarianceShiftProbe
 from bnlib.settings import full_or_quick, torch_threads
 from bnlib.training import History, RunConfig, run_many
 
@@ -314,47 +315,6 @@ def run(s: Setting | None = None, workers: int | None = None, cache: bool = True
 _TAGS = {"without_bn": "plain", "with_bn": "bn"}
 
 
-def _rate(lr: float | None, none: str) -> str:
-    return none if lr is None else f"{lr:g}"
-
-
-def _rates_text(rates: Sequence[float]) -> str:
-    """"rate 0.1" or "the better of the rates 0.03 and 0.3" (the best of three or more)."""
-    if len(rates) == 1:
-        return f"rate {rates[0]:g}"
-    words = ", ".join(f"{r:g}" for r in rates[:-1]) + f" and {rates[-1]:g}"
-    return f"the {'better' if len(rates) == 2 else 'best'} of the rates {words}"
-
-
-def _divergence(largest: float | None, fails: float | None) -> str:
-    """Where training stops working, worded to follow "the network"."""
-    if largest is None:
-        return "trains at no rate of the sweep"
-    if fails is None:
-        return "still trains at the largest rate of the sweep"
-    return f"first fails at rate {fails:g}"
-
-
-def _speed_words(bn_steps: float, plain_steps: float) -> str:
-    """Completes "BN ... the plain network" from mean steps to the target (``inf``: missed in
-    some seed; ``nan``: not measured)."""
-    if math.isnan(bn_steps) or math.isnan(plain_steps):
-        return "is not compared at this rate with"
-    if math.isinf(bn_steps) and math.isinf(plain_steps):
-        return "does not reach the target in every seed, and neither does"
-    return "needs " + prose.comparison(bn_steps, plain_steps, "fewer steps than",
-                                       "more steps than", "as many steps as")
-
-
-def _steps_text(steps: Sequence[int | None]) -> tuple[float, str]:
-    """Mean steps over seeds (``inf`` if a seed never reached the target) and its wording."""
-    missed = sum(s is None for s in steps)
-    if missed:
-        return math.inf, f"not reached in {missed} of {len(steps)} seeds"
-    mean = statistics.fmean(steps)
-    return mean, f"{mean:,.0f}"
-
-
 def best_rate(by_rate: Mapping[float, Mapping]) -> float:
     """The sweep's rate with the highest mean final test accuracy (the smaller one on a tie)."""
     return max(sorted(by_rate),
@@ -378,9 +338,9 @@ def _learning_rates(r: Results, f: dict) -> dict:
         largest, fails = largest_trainable(by_rate)
         f[f"best_lr_{tag}"] = best
         f[f"best_acc_{tag}"], f[f"best_sd_{tag}"] = mean_sd(by_rate[best])
-        f[f"largest_lr_{tag}"] = _rate(largest, "none")
-        f[f"fails_at_{tag}"] = _rate(fails, "none")
-        f[f"divergence_{tag}"] = _divergence(largest, fails)
+        f[f"largest_lr_{tag}"] = rate_text(largest, "none")
+        f[f"fails_at_{tag}"] = rate_text(fails, "none")
+        f[f"divergence_{tag}"] = divergence_text(largest, fails)
         f[f"diverged_{tag}"] = sum(sum(e["diverged"]) for e in r.sweep[n].values())
         found[tag] = {"largest": largest, "fails": fails}
         for when, lr in (("tuned", best), ("article", ARTICLE_LR)):
@@ -390,14 +350,14 @@ def _learning_rates(r: Results, f: dict) -> dict:
                 continue
             steps = [steps_to(entry["steps"], curve, s.target_accuracy)
                      for curve in entry["test_accuracy"]]
-            found[tag][when], f[f"steps_{when}_{tag}"] = _steps_text(steps)
+            found[tag][when], f[f"steps_{when}_{tag}"] = steps_text(steps)
     bn, plain = found["bn"], found["plain"]
     f["verdict_lr"] = learning_rate_verdict(bn["largest"], plain["largest"],
                                             bn["fails"] is not None)
     f["verdict_speed"] = convergence_verdict(bn["tuned"], plain["tuned"], bn["article"],
                                              plain["article"])
-    f["tuned_word"] = _speed_words(bn["tuned"], plain["tuned"])
-    f["article_word"] = _speed_words(bn["article"], plain["article"])
+    f["tuned_word"] = speed_words(bn["tuned"], plain["tuned"])
+    f["article_word"] = speed_words(bn["article"], plain["article"])
     return f
 
 
@@ -498,7 +458,7 @@ def findings(results: Results) -> dict:
          "n_scales": len(s.init_scales), "scale_low": min(s.init_scales),
          "scale_high": max(s.init_scales), "init_images": s.init_subset,
          "init_epochs": s.init_epochs, "depths": ", ".join(map(str, s.depths)),
-         "deepest_tried": max(s.depths), "depth_rates": _rates_text(s.depth_rates),
+         "deepest_tried": max(s.depths), "depth_rates": rates_text(s.depth_rates),
          "depth_images": s.depth_subset, "depth_epochs": s.depth_epochs,
          "reg_images": s.regularisation_subset, "reg_epochs": s.regularisation_epochs,
          "dropout": VARIANTS["dropout"]["dropout"], "images_seen": images_seen(s)}

@@ -1,4 +1,4 @@
-"""The rules that turn chapter 6's measurements into verdicts, as small functions of numbers.
+"""The rules and words that turn chapter 6's measurements into verdicts and sentences.
 
 Every claim gets one of :data:`VERDICTS`: "holds", "holds with a condition" or "does not hold
 here". The thresholds are named constants; each function is tested branch by branch with
@@ -11,11 +11,14 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 
+from bnlib.prose import comparison
+
 __all__ = [
     "COST_SHARE", "CONDITION", "GRADIENT_ORDERS", "HOLDS", "NOT_HERE", "SPEEDUP_MARGIN",
     "TRAINS_ACCURACY", "VERDICTS", "convergence_verdict", "cost_verdict", "depth_verdict",
     "dropout_verdict", "gradient_verdict", "init_verdict", "largest_trainable",
     "learning_rate_verdict", "mean_sd", "regularisation_verdict", "steps_to", "trains",
+    "divergence_text", "rate_text", "rates_text", "speed_words", "steps_text",
 ]
 
 VERDICTS = ("holds", "holds with a condition", "does not hold here")
@@ -132,3 +135,48 @@ def cost_verdict(train_share: float, folded_share: float) -> str:
     if train_share < COST_SHARE:
         return NOT_HERE
     return HOLDS if folded_share >= COST_SHARE else CONDITION
+
+
+# --------------------------------------------------------------------------- words
+
+
+def rate_text(lr: float | None, none: str) -> str:
+    """A learning rate as the text shows it (``0.1``), or ``none`` for no rate."""
+    return none if lr is None else f"{lr:g}"
+
+
+def rates_text(rates: Sequence[float]) -> str:
+    """"rate 0.1" or "the better of the rates 0.03 and 0.3" (the best of three or more)."""
+    if len(rates) == 1:
+        return f"rate {rates[0]:g}"
+    words = ", ".join(f"{r:g}" for r in rates[:-1]) + f" and {rates[-1]:g}"
+    return f"the {'better' if len(rates) == 2 else 'best'} of the rates {words}"
+
+
+def divergence_text(largest: float | None, fails: float | None) -> str:
+    """Where training stops working, worded to follow "the network"."""
+    if largest is None:
+        return "trains at no rate of the sweep"
+    if fails is None:
+        return "still trains at the largest rate of the sweep"
+    return f"first fails at rate {fails:g}"
+
+
+def speed_words(bn_steps: float, plain_steps: float) -> str:
+    """Completes "BN ... the plain network" from mean steps to the target (``inf``: missed in
+    some seed; ``nan``: not measured)."""
+    if math.isnan(bn_steps) or math.isnan(plain_steps):
+        return "is not compared at this rate with"
+    if math.isinf(bn_steps) and math.isinf(plain_steps):
+        return "does not reach the target in every seed, and neither does"
+    return "needs " + comparison(bn_steps, plain_steps, "fewer steps than",
+                                       "more steps than", "as many steps as")
+
+
+def steps_text(steps: Sequence[int | None]) -> tuple[float, str]:
+    """Mean steps over seeds (``inf`` if a seed never reached the target) and its wording."""
+    missed = sum(s is None for s in steps)
+    if missed:
+        return math.inf, f"not reached in {missed} of {len(steps)} seeds"
+    mean = statistics.fmean(steps)
+    return mean, f"{mean:,.0f}"
