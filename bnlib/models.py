@@ -168,3 +168,76 @@ def build_model(name: str, **kwargs) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars (BN's gamma and beta count; running statistics do not)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------- chapter 6: benefits
+# Relatives of the article's network for testing BN's claimed benefits: deeper plain stacks,
+# dropout before or after BN, and scaled initial weights. Registered in MODELS below.
+
+#: Where :func:`dropout_conv_net` puts its dropout layers.
+DROPOUT_PLACEMENTS = ("blocks", "head")
+
+
+def plain_conv_stack(depth: int, batch_norm: bool = False, width: int = 16) -> nn.Sequential:
+    """A plain (non-residual) stack of ``depth`` 3x3 convolutions, (N, 1, 32, 32) -> (N, 10).
+
+    ``Conv2d(1, width) [BN] ReLU, MaxPool2d(2)``, then ``depth - 1`` times
+    ``Conv2d(width, width) [BN] ReLU`` at 16x16, then ``MaxPool2d(2), Flatten,
+    Linear(width*8*8, 10)``. The early pooling keeps a deep stack affordable on a CPU.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be a positive integer, got {depth}")
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers.append(nn.Conv2d(1 if i == 0 else width, width, kernel_size=3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(width))
+        layers.append(nn.ReLU())
+        if i == 0:
+            layers.append(nn.MaxPool2d(2))
+    layers += [nn.MaxPool2d(2), nn.Flatten(), nn.Linear(width * 8 * 8, 10)]
+    return nn.Sequential(*layers)
+
+
+def dropout_conv_net(batch_norm: bool = False, dropout: float = 0.0,
+                     placement: str = "blocks") -> nn.Sequential:
+    """The article's network with dropout (probability ``dropout`` of zeroing a unit).
+
+    ``placement="blocks"``: ``nn.Dropout`` after the ReLU of the first and second convolution
+    blocks, so its output feeds the next convolution and (with ``batch_norm``) that block's BN:
+    dropout *before* BN. ``placement="head"``: one ``nn.Dropout`` after the flatten, before the
+    linear layer: after every BN. ``dropout=0`` gives :func:`three_conv_net` exactly.
+    """
+    if placement not in DROPOUT_PLACEMENTS:
+        raise ValueError(f"placement must be one of {DROPOUT_PLACEMENTS}, got {placement!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    layers = list(three_conv_net(batch_norm))
+    if dropout == 0.0:
+        return nn.Sequential(*layers)
+    relus = [i for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)]
+    flatten = next(i for i, layer in enumerate(layers) if isinstance(layer, nn.Flatten))
+    at = relus[:2] if placement == "blocks" else [flatten]
+    for i in reversed(at):
+        layers.insert(i + 1, nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def scaled_init_net(batch_norm: bool = False, init_scale: float = 1.0) -> nn.Sequential:
+    """:func:`three_conv_net` with every convolution's and the linear layer's initial weights
+    (PyTorch's default initialisation) multiplied by ``init_scale``; biases and BN untouched."""
+    if not init_scale > 0:
+        raise ValueError(f"init_scale must be positive, got {init_scale}")
+    net = three_conv_net(batch_norm)
+    for layer in net:
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            layer.weight.detach().mul_(init_scale)  # in place, outside autograd
+    return net
+
+
+MODELS.update({
+    "plain_conv_stack": plain_conv_stack,
+    "dropout_conv_net": dropout_conv_net,
+    "scaled_init_net": scaled_init_net,
+})
+__all__ += ["DROPOUT_PLACEMENTS", "dropout_conv_net", "plain_conv_stack", "scaled_init_net"]

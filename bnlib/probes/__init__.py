@@ -18,6 +18,9 @@ from bnlib.probes.percentiles import ActivationPercentileProbe, activation_perce
 from bnlib.probes.statistics import FirstLayerStatisticsProbe
 from bnlib.probes.weights import FinalWeightsProbe, model_from_history, train_model
 
+# Dropout before BN: the variance shift (chapter 06)
+from bnlib.probes.variance_shift import VarianceShiftProbe, variance_shift
+
 __all__ = [
     "Probe",
     "StepProbe",
@@ -35,4 +38,7 @@ __all__ = [
     "FirstLayerStatisticsProbe",
     "model_from_history",
     "train_model",
+    # Dropout before BN: the variance shift (chapter 06)
+    "VarianceShiftProbe",
+    "variance_shift",
 ]

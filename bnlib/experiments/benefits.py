@@ -1,0 +1,469 @@
+"""Chapter 6: the benefits claimed for batch normalization, measured one claim at a time.
+
+Each claim is tested on the DHCD digits with and without BN, over several seeds:
+
+1. higher learning rates: a log-spaced sweep of plain SGD's rate (:attr:`Setting.sweep_rates`);
+2. faster convergence: steps to a fixed test accuracy, each network at its own best rate of the
+   sweep and at the article's rate (0.001), read from the sweep's test curves;
+3. initialisation: PyTorch's default initial weights scaled by :attr:`Setting.init_scales`;
+4. depth and gradients: plain stacks of :attr:`Setting.depths` convolutions, each at the better
+   of :attr:`Setting.depth_rates`; per-layer gradient norms at initialisation;
+5. regularisation and dropout: the train/test gap; dropout before and after BN and the
+   "variance shift" of Li et al. (2019) (:class:`bnlib.probes.VarianceShiftProbe`);
+6. cost: BN's share of a training step's and an inference pass's time, unfolded and folded.
+
+:func:`run` trains everything through :func:`bnlib.training.run_many` (one pool, cached) and
+returns :class:`Results`, plain numbers only; :func:`findings` turns them into the numbers and
+verdict words the chapter glues. Each verdict is one of :data:`VERDICTS`, decided by a small
+function of numbers (``*_verdict``) tested branch by branch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from bnlib import models, prose
+from bnlib.data import load_hindi_digits
+from bnlib.experiments.benefits_verdicts import (
+    CONDITION, HOLDS, NOT_HERE, TRAINS_ACCURACY, VERDICTS, convergence_verdict, cost_verdict,
+    depth_verdict, divergence_text, dropout_verdict, gradient_verdict, init_verdict,
+    largest_trainable, learning_rate_verdict, mean_sd, rate_text, rates_text,
+    regularisation_verdict, speed_words, steps_text, steps_to, trains,
+)
+from bnlib.probes import VarianceShiftProbe
+from bnlib.settings import full_or_quick, torch_threads
+from bnlib.training import History, RunConfig, run_many
+
+__all__ = [
+    "ARTICLE_LR", "CONDITION", "FIXED_LR", "FULL", "HOLDS", "NETWORKS", "NOT_HERE", "QUICK",
+    "TRAINS_ACCURACY", "VARIANTS", "VERDICTS", "Results", "Setting", "configs",
+    "best_rate", "compared_rates", "cost_of_batch_norm", "findings", "images_seen",
+    "layer_gradient_norms", "run", "setting",
+    "summarise",
+]
+
+#: The two networks compared throughout, by the names chapter 5's CSV uses.
+NETWORKS = ("without_bn", "with_bn")
+#: The article's learning rate (plain SGD).
+ARTICLE_LR = 0.001
+#: The rate of the initialisation and regularisation runs: one at which both networks train.
+FIXED_LR = 0.03
+#: Dropout and BN combinations: variant -> (model keyword arguments).
+VARIANTS = {
+    "plain": {"batch_norm": False},
+    "bn": {"batch_norm": True},
+    "dropout": {"batch_norm": False, "dropout": 0.5, "placement": "blocks"},
+    "dropout_before_bn": {"batch_norm": True, "dropout": 0.5, "placement": "blocks"},
+    "dropout_after_bn": {"batch_norm": True, "dropout": 0.5, "placement": "head"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """Sizes of the experiment (training images are the first N of a seeded permutation)."""
+
+    seeds: tuple[int, ...]
+    test_subset: int
+    sweep_rates: tuple[float, ...]
+    sweep_subset: int
+    sweep_epochs: int
+    eval_every: int
+    target_accuracy: float
+    init_scales: tuple[float, ...]
+    init_subset: int
+    init_epochs: int
+    depths: tuple[int, ...]
+    depth_rates: tuple[float, ...]
+    depth_subset: int
+    depth_epochs: int
+    regularisation_subset: int
+    regularisation_epochs: int
+    gradient_batch: int
+    timing_repeats: int
+
+
+FULL = Setting(
+    seeds=(0, 1, 2), test_subset=1000,
+    sweep_rates=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0), sweep_subset=4000,
+    sweep_epochs=2, eval_every=25, target_accuracy=0.9,
+    init_scales=(0.1, 0.3, 1.0, 3.0, 10.0), init_subset=4000, init_epochs=2,
+    depths=(3, 6, 12, 24), depth_rates=(0.03, 0.3), depth_subset=4000, depth_epochs=2,
+    regularisation_subset=2000, regularisation_epochs=8, gradient_batch=256,
+    timing_repeats=30,
+)
+QUICK = Setting(
+    seeds=(0, 1), test_subset=250,
+    sweep_rates=(0.001, 0.01, 0.1, 1.0, 3.0), sweep_subset=800, sweep_epochs=1,
+    eval_every=5, target_accuracy=0.5,
+    init_scales=(0.1, 1.0, 10.0), init_subset=800, init_epochs=1,
+    depths=(3, 6, 12), depth_rates=(0.1,), depth_subset=640, depth_epochs=1,
+    regularisation_subset=400, regularisation_epochs=3, gradient_batch=64, timing_repeats=5,
+)
+
+
+def setting() -> Setting:
+    """:data:`QUICK` with ``BNBOOK_QUICK=1``, :data:`FULL` otherwise."""
+    return full_or_quick(FULL, QUICK)
+
+
+# --------------------------------------------------------------------------- the runs
+
+
+def _steps(subset: int, epochs: int, batch_size: int = 32) -> int:
+    return epochs * math.ceil(subset / batch_size)
+
+
+def _config(s: Setting, model: str, kwargs: Mapping, lr: float, subset: int, epochs: int,
+            seed: int, eval_every: int | None = None) -> RunConfig:
+    return RunConfig(model=model, model_kwargs=dict(kwargs), lr=lr, epochs=epochs, seed=seed,
+                     train_subset=subset, test_subset=s.test_subset, eval_every_steps=eval_every)
+
+
+def configs(s: Setting) -> dict[str, list[RunConfig]]:
+    """Every run of the chapter, by part: ``sweep``, ``init``, ``depth``, ``regularisation``."""
+    bn = {name: {"batch_norm": name == "with_bn"} for name in NETWORKS}
+    return {
+        "sweep": [_config(s, "three_conv_net", bn[n], lr, s.sweep_subset, s.sweep_epochs, seed,
+                          s.eval_every)
+                  for n in NETWORKS for lr in s.sweep_rates for seed in s.seeds],
+        "init": [_config(s, "scaled_init_net", {**bn[n], "init_scale": scale}, FIXED_LR,
+                         s.init_subset, s.init_epochs, seed)
+                 for n in NETWORKS for scale in s.init_scales for seed in s.seeds],
+        "depth": [_config(s, "plain_conv_stack", {**bn[n], "depth": depth}, lr, s.depth_subset,
+                          s.depth_epochs, seed)
+                  for n in NETWORKS for depth in s.depths for lr in s.depth_rates
+                  for seed in s.seeds],
+        "regularisation": [_config(s, "dropout_conv_net", kwargs, FIXED_LR,
+                                   s.regularisation_subset, s.regularisation_epochs, seed)
+                           for kwargs in VARIANTS.values() for seed in s.seeds],
+    }
+
+
+def images_seen(s: Setting) -> int:
+    """Training-image passes (forward and backward) of all runs together."""
+    return sum(c.train_subset * c.epochs for part in configs(s).values() for c in part)
+
+
+def _shift_images(count: int = 512) -> torch.Tensor:
+    """A fixed random sample of test images (the stored test set is sorted by class)."""
+    images, _ = load_hindi_digits("test")
+    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:count]]
+
+
+@dataclasses.dataclass
+class Results:
+    """What :func:`run` measured, as plain numbers (lists are over seeds, in seed order).
+
+    Attributes:
+        setting: the :class:`Setting`.
+        sweep: network -> rate -> ``{"accuracy": [...], "diverged": [...] (loss not finite),
+            "steps": [...], "test_loss": [[...] per seed], "test_accuracy": [[...] per seed]}``
+            (curves from step 0, every ``eval_every`` steps).
+        init: network -> scale -> final test accuracies.
+        depth: network -> depth -> rate -> final test accuracies.
+        gradients: network -> depth -> per-convolution gradient norm at initialisation.
+        regularisation: variant -> ``{"train": [...], "test": [...], "shift": [[per BN layer]
+            per seed], "ratio": [[...]]}`` (train accuracy over the last epoch, train mode).
+        cost: :func:`cost_of_batch_norm`'s dict.
+    """
+
+    setting: Setting
+    sweep: dict
+    init: dict
+    depth: dict
+    gradients: dict
+    regularisation: dict
+    cost: dict
+
+
+def _network(history: History) -> str:
+    return NETWORKS[int(bool(history.config.kwargs.get("batch_norm", False)))]
+
+
+def _curve(history: History, name: str) -> list[float]:
+    return [history.initial[name]] + [e[name] for e in history.step_evals]
+
+
+def summarise(s: Setting, histories: Mapping[str, Sequence[History]], gradients: dict,
+              cost: dict) -> Results:
+    """:class:`Results` from the histories of :func:`configs`'s parts."""
+    sweep: dict = {n: {} for n in NETWORKS}
+    for h in histories["sweep"]:
+        entry = sweep[_network(h)].setdefault(h.config.lr, {
+            "accuracy": [], "diverged": [], "test_loss": [], "test_accuracy": [],
+            "steps": [0] + [e["step"] for e in h.step_evals]})
+        entry["accuracy"].append(h.final.test_accuracy)
+        entry["diverged"].append(not math.isfinite(h.final.train_loss))
+        entry["test_loss"].append(_curve(h, "test_loss"))
+        entry["test_accuracy"].append(_curve(h, "test_accuracy"))
+    init: dict = {n: {} for n in NETWORKS}
+    for h in histories["init"]:
+        init[_network(h)].setdefault(h.config.kwargs["init_scale"], []).append(
+            h.final.test_accuracy)
+    depth: dict = {n: {} for n in NETWORKS}
+    for h in histories["depth"]:
+        by_rate = depth[_network(h)].setdefault(h.config.kwargs["depth"], {})
+        by_rate.setdefault(h.config.lr, []).append(h.final.test_accuracy)
+    regularisation: dict = {}
+    for h in histories["regularisation"]:
+        variant = next(v for v, kw in VARIANTS.items() if dict(kw) == h.config.kwargs)
+        entry = regularisation.setdefault(variant, {"train": [], "test": [], "shift": [],
+                                                    "ratio": []})
+        entry["train"].append(h.final.train_accuracy)
+        entry["test"].append(h.final.test_accuracy)
+        layers = h.probes.get("variance_shift", {}).get("layers", [])
+        entry["shift"].append([layer["shift"] for layer in layers])
+        entry["ratio"].append([layer["ratio"] for layer in layers])
+    return Results(s, sweep, init, depth, gradients, regularisation, cost)
+
+
+def layer_gradient_norms(depth: int, batch_norm: bool, seed: int, images: torch.Tensor,
+                         labels: torch.Tensor) -> list[float]:
+    """Euclidean norm of each convolution's weight gradient (first to last), at initialisation,
+    for one mini-batch in train mode: :func:`bnlib.models.plain_conv_stack` seeded by ``seed``."""
+    torch.manual_seed(seed)
+    model = models.plain_conv_stack(depth, batch_norm).train()
+    nn.functional.cross_entropy(model(images), labels).backward()
+    return [float(m.weight.grad.norm()) for m in model if isinstance(m, nn.Conv2d)]
+
+
+def _gradients(s: Setting) -> dict:
+    images, labels = load_hindi_digits("train")
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(1))
+    batch = pick[: s.gradient_batch]
+    out: dict = {}
+    with torch_threads(1):
+        for n in NETWORKS:
+            for depth in s.depths:
+                norms = [layer_gradient_norms(depth, n == "with_bn", seed, images[batch],
+                                              labels[batch]) for seed in s.seeds]
+                out.setdefault(n, {})[depth] = [statistics.fmean(v) for v in zip(*norms)]
+    return out
+
+
+def cost_of_batch_norm(repeats: int, batch_size: int = 32, inference_batch: int = 256) -> dict:
+    """Milliseconds of one SGD step (``batch_size`` images) and of one inference pass
+    (``inference_batch`` images, eval mode) of the article's network without BN, with BN, and
+    with BN folded into its convolutions (:func:`bnlib.inference.fold_all`), one thread,
+    timed interleaved against the network without BN (:func:`bnlib.timing.interleaved`)."""
+    from bnlib.inference import fold_all
+    from bnlib.timing import interleaved
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(batch_size, 1, 32, 32, generator=generator)
+    y = torch.randint(0, 10, (batch_size,), generator=generator)
+    x_eval = torch.rand(inference_batch, 1, 32, 32, generator=generator)
+    torch.manual_seed(0)
+    nets = {n: models.three_conv_net(n == "with_bn") for n in NETWORKS}
+
+    def step(net: nn.Module):
+        optimizer = torch.optim.SGD(net.parameters(), lr=1e-3)
+
+        def one() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(net(x), y).backward()
+            optimizer.step()
+        return one
+
+    def infer(net: nn.Module):
+        net.eval()
+        return lambda: net(x_eval)
+
+    with torch_threads(1):
+        plain_train, bn_train, _ = interleaved(step(nets["without_bn"]), step(nets["with_bn"]),
+                                               repeats)
+        folded = fold_all(nets["with_bn"].eval())
+        with torch.inference_mode():
+            plain_eval, bn_eval, _ = interleaved(infer(nets["without_bn"]),
+                                                 infer(nets["with_bn"]), repeats)
+            plain_eval_2, folded_eval, _ = interleaved(infer(nets["without_bn"]), infer(folded),
+                                                       repeats)
+    return {"train_ms": {"without_bn": plain_train * 1e3, "with_bn": bn_train * 1e3},
+            "inference_ms": {"without_bn": plain_eval * 1e3, "with_bn": bn_eval * 1e3},
+            "folded_ms": {"without_bn": plain_eval_2 * 1e3, "folded": folded_eval * 1e3},
+            "batch_size": batch_size, "inference_batch": inference_batch}
+
+
+def run(s: Setting | None = None, workers: int | None = None, cache: bool = True) -> Results:
+    """Train every run of :func:`configs` in one :func:`bnlib.training.run_many` pool, measure
+    gradients at initialisation and the cost; return :class:`Results`."""
+    s = s or setting()
+    parts = configs(s)
+    images = _shift_images()
+    probes = {part: [[] for _ in runs] for part, runs in parts.items()}
+    probes["regularisation"] = [
+        [VarianceShiftProbe(images, _steps(c.train_subset, c.epochs))]
+        if c.kwargs["batch_norm"] else [] for c in parts["regularisation"]]
+    flat = [c for part in parts.values() for c in part]
+    flat_probes = [p for part in parts for p in probes[part]]
+    histories = run_many(flat, flat_probes, workers=workers, cache=cache)
+    split, start = {}, 0
+    for part, runs in parts.items():
+        split[part], start = histories[start:start + len(runs)], start + len(runs)
+    return summarise(s, split, _gradients(s), cost_of_batch_norm(s.timing_repeats))
+
+
+
+# --------------------------------------------------------------------------- findings
+
+_TAGS = {"without_bn": "plain", "with_bn": "bn"}
+
+
+def best_rate(by_rate: Mapping[float, Mapping]) -> float:
+    """The sweep's rate with the highest mean final test accuracy (the smaller one on a tie)."""
+    return max(sorted(by_rate),
+               key=lambda lr: statistics.fmean(by_rate[lr]["accuracy"]))
+
+
+def compared_rates(results: Results) -> dict[str, list[float]]:
+    """Network -> [its best rate, the article's rate] (the latter only if it was swept)."""
+    best = {n: best_rate(by_rate) for n, by_rate in results.sweep.items()}
+    return {n: [best[n]] + ([ARTICLE_LR] if ARTICLE_LR in by_rate and ARTICLE_LR != best[n]
+                            else [])
+            for n, by_rate in results.sweep.items()}
+
+
+def _learning_rates(r: Results, f: dict) -> dict:
+    """Claims 1 and 2: the sweep, the largest rate that trains, steps to the target."""
+    s, found = r.setting, {}
+    for n, tag in _TAGS.items():
+        by_rate = {lr: e["accuracy"] for lr, e in r.sweep[n].items()}
+        best = best_rate(r.sweep[n])
+        largest, fails = largest_trainable(by_rate)
+        f[f"best_lr_{tag}"] = best
+        f[f"best_acc_{tag}"], f[f"best_sd_{tag}"] = mean_sd(by_rate[best])
+        f[f"largest_lr_{tag}"] = rate_text(largest, "none")
+        f[f"fails_at_{tag}"] = rate_text(fails, "none")
+        f[f"divergence_{tag}"] = divergence_text(largest, fails)
+        f[f"diverged_{tag}"] = sum(sum(e["diverged"]) for e in r.sweep[n].values())
+        found[tag] = {"largest": largest, "fails": fails}
+        for when, lr in (("tuned", best), ("article", ARTICLE_LR)):
+            entry = r.sweep[n].get(lr)
+            if entry is None:  # the article's rate is not in this sweep
+                found[tag][when], f[f"steps_{when}_{tag}"] = math.nan, "not measured"
+                continue
+            steps = [steps_to(entry["steps"], curve, s.target_accuracy)
+                     for curve in entry["test_accuracy"]]
+            found[tag][when], f[f"steps_{when}_{tag}"] = steps_text(steps)
+    bn, plain = found["bn"], found["plain"]
+    f["verdict_lr"] = learning_rate_verdict(bn["largest"], plain["largest"],
+                                            bn["fails"] is not None)
+    f["verdict_speed"] = convergence_verdict(bn["tuned"], plain["tuned"], bn["article"],
+                                             plain["article"])
+    f["tuned_word"] = speed_words(bn["tuned"], plain["tuned"])
+    f["article_word"] = speed_words(bn["article"], plain["article"])
+    return f
+
+
+def _init_and_depth(r: Results, f: dict) -> dict:
+    """Claims 3 and 4: initial-weight scales, depth, gradients at initialisation."""
+    s, counts, deepest, orders = r.setting, {}, {}, {}
+    for n, tag in _TAGS.items():
+        counts[tag] = sum(trains(accuracies) for accuracies in r.init[n].values())
+        f[f"init_trained_{tag}"] = counts[tag]
+        f[f"init_worst_{tag}"] = min(statistics.fmean(a) for a in r.init[n].values())
+        best = {d: max(by_rate.values(), key=statistics.fmean)
+                for d, by_rate in r.depth[n].items()}
+        good = [d for d, accuracies in best.items() if trains(accuracies)]
+        deepest[tag] = max(good) if good else None
+        f[f"deepest_{tag}"] = str(deepest[tag]) if good else "none"
+        f[f"acc_deepest_{tag}"], f[f"sd_deepest_{tag}"] = mean_sd(best[max(s.depths)])
+        norms = r.gradients[n][max(s.depths)]
+        orders[tag] = math.log10(max(norms) / min(norms))
+        f[f"grad_orders_{tag}"] = orders[tag]
+        f[f"grad_first_last_{tag}"] = norms[0] / norms[-1]
+        f[f"grad_word_{tag}"] = prose.comparison(norms[0], norms[-1], "smaller", "larger",
+                                                 "neither smaller nor larger")
+    f["verdict_init"] = init_verdict(counts["bn"], counts["plain"], len(s.init_scales))
+    f["verdict_depth"] = depth_verdict(deepest["bn"], deepest["plain"], max(s.depths))
+    f["verdict_gradients"] = gradient_verdict(orders["bn"], orders["plain"])
+    return f
+
+
+def _behind_dropout(per_seed: Sequence[Sequence[float]]) -> float:
+    """Mean over seeds and over the BN layers that follow a dropout layer in the "blocks"
+    placement (all but the first BN); ``nan`` for a network without BN."""
+    values = [v for layers in per_seed for v in layers[1:]]
+    return statistics.fmean(values) if values else math.nan
+
+
+def _regularisation_and_cost(r: Results, f: dict) -> dict:
+    """Claim 5 (train/test gap, dropout, variance shift) and claim 6 (cost)."""
+    reg = r.regularisation
+    for variant, entry in reg.items():
+        f[f"test_{variant}"], f[f"test_sd_{variant}"] = mean_sd(entry["test"])
+        f[f"train_{variant}"] = statistics.fmean(entry["train"])
+        f[f"gap_{variant}"] = f[f"train_{variant}"] - f[f"test_{variant}"]
+        f[f"gap_sd_{variant}"] = mean_sd([a - b for a, b in zip(entry["train"],
+                                                                 entry["test"])])[1]
+    for variant in ("bn", "dropout_before_bn", "dropout_after_bn"):
+        f[f"shift_{variant}"] = _behind_dropout(reg[variant]["shift"])
+        f[f"ratio_{variant}"] = _behind_dropout(reg[variant]["ratio"])
+    f["gap_spread"] = max(f["gap_sd_bn"], f["gap_sd_plain"])
+    f["verdict_regularisation"] = regularisation_verdict(
+        f["gap_bn"], f["gap_plain"], f["test_bn"], f["test_dropout"], f["gap_spread"])
+    f["verdict_dropout"] = dropout_verdict(
+        f["shift_dropout_before_bn"], f["shift_dropout_after_bn"],
+        f["test_dropout_before_bn"], f["test_dropout_after_bn"])
+    c = r.cost
+    f["train_ms_plain"], f["train_ms_bn"] = c["train_ms"]["without_bn"], c["train_ms"]["with_bn"]
+    f["infer_ms_plain"], f["infer_ms_bn"] = (c["inference_ms"]["without_bn"],
+                                             c["inference_ms"]["with_bn"])
+    f["infer_ms_folded"] = c["folded_ms"]["folded"]
+    f["train_share"] = 1 - f["train_ms_plain"] / f["train_ms_bn"]
+    f["infer_share"] = 1 - f["infer_ms_plain"] / f["infer_ms_bn"]
+    f["folded_share"] = 1 - c["folded_ms"]["without_bn"] / c["folded_ms"]["folded"]
+    f["verdict_cost"] = cost_verdict(f["train_share"], f["folded_share"])
+    return f
+
+
+def _measured(f: dict) -> dict:
+    """One line per claim for the summary table."""
+    return {
+        "measured_lr": f"largest rate that trains: {f['largest_lr_bn']} with BN, "
+                       f"{f['largest_lr_plain']} without",
+        "measured_speed": f"steps to {f['target']:.0%} at each best rate: "
+                          f"{f['steps_tuned_bn']} with BN, {f['steps_tuned_plain']} without",
+        "measured_init": f"trains at {f['init_trained_bn']} of {f['n_scales']} scales with BN, "
+                         f"{f['init_trained_plain']} without",
+        "measured_depth": f"deepest stack that trains: {f['deepest_bn']} with BN, "
+                          f"{f['deepest_plain']} without",
+        "measured_gradients": f"gradient norms span {f['grad_orders_bn']:.1f} orders of "
+                              f"magnitude with BN, {f['grad_orders_plain']:.1f} without",
+        "measured_regularisation": f"train/test gap {f['gap_bn']:.1%} with BN, "
+                                   f"{f['gap_plain']:.1%} without (seeds vary by "
+                                   f"{f['gap_spread']:.1%})",
+        "measured_dropout": f"variance shift {f['shift_dropout_before_bn']:.2f} behind dropout, "
+                            f"{f['shift_dropout_after_bn']:.2f} with dropout after BN",
+        "measured_cost": f"{f['train_share']:.0%} of a training step, "
+                         f"{f['folded_share']:.0%} of a folded inference pass",
+    }
+
+
+def findings(results: Results) -> dict:
+    """Every number and verdict word chapter 6 glues (verdicts: one of :data:`VERDICTS`)."""
+    s = results.setting
+    f = {"n_seeds": len(s.seeds), "n_rates": len(s.sweep_rates),
+         "sweep_low": min(s.sweep_rates), "sweep_high": max(s.sweep_rates),
+         "sweep_images": s.sweep_subset, "sweep_epochs": s.sweep_epochs,
+         "sweep_steps": _steps(s.sweep_subset, s.sweep_epochs), "eval_every": s.eval_every,
+         "test_images": s.test_subset, "trains_accuracy": TRAINS_ACCURACY,
+         "target": s.target_accuracy, "article_lr": ARTICLE_LR, "fixed_lr": FIXED_LR,
+         "n_scales": len(s.init_scales), "scale_low": min(s.init_scales),
+         "scale_high": max(s.init_scales), "init_images": s.init_subset,
+         "init_epochs": s.init_epochs, "depths": ", ".join(map(str, s.depths)),
+         "deepest_tried": max(s.depths), "depth_rates": rates_text(s.depth_rates),
+         "depth_images": s.depth_subset, "depth_epochs": s.depth_epochs,
+         "reg_images": s.regularisation_subset, "reg_epochs": s.regularisation_epochs,
+         "dropout": VARIANTS["dropout"]["dropout"], "images_seen": images_seen(s)}
+    _learning_rates(results, f)
+    _init_and_depth(results, f)
+    _regularisation_and_cost(results, f)
+    f.update(_measured(f))
+    return f
