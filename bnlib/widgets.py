@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 #: Resolution of precomputed frames: the book's figure resolution, so a frame's text is the
-#: size of an inline figure's (see :mod:`bnlib.plots.style`).
+#: size of an inline figure's (see ``bnlib.plots.style``).
 DEFAULT_DPI = style.DPI
 #: Upper bound on precomputed frames per figure (the product of the slider lengths).
 MAX_FRAMES = 64
@@ -66,7 +66,7 @@ _MODES = ("static", "live")
 
 def figure_png(fig: Figure, dpi: int = DEFAULT_DPI) -> bytes:
     """The figure as PNG bytes at ``dpi`` dots per inch (the figure is not closed): white
-    background, smallest text size recorded (:func:`bnlib.plots.style.figure_png`).
+    background, smallest text size recorded (``bnlib.plots.style.figure_png``).
 
     The figure is saved as laid out (no ``bbox_inches="tight"``, which would let frames of one
     slider differ in size): lay it out in ``draw`` (``fig.tight_layout()`` or
