@@ -198,7 +198,8 @@ const blocks = [...article.querySelectorAll(
 const overflowing = blocks.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => ({
   kind: e.closest('.cell_input') ? 'code' : (e.closest('.cell_output') ? 'output' : 'block'),
   hidden: e.scrollWidth - e.clientWidth,
-  line: (e.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '')).slice(0, 100),
+  line: e.textContent.split('\\n')
+    .reduce((a, b) => b.length > a.length ? b : a, '').slice(0, 100),
 }));
 const images = [...article.querySelectorAll('img')]
   .filter(i => i.offsetParent !== null && i.naturalWidth > 0)
@@ -221,8 +222,17 @@ def measure(browser, site, shots):
         key = (page, size[0])
         if key not in _measured:
             open_page(browser, site, page, size)
-            browser.save_screenshot(str(shots / f"{page.replace('/', '_')}-{size[0]}.png"))
+            name = f"{page.replace('/', '_')}-{size[0]}"
+            browser.save_screenshot(str(shots / f"{name}.png"))
             _measured[key] = browser.execute_script(_MEASURE)
+            # and where the first figure is in view, to see it as a reader does
+            if browser.execute_script(
+                "const i = [...document.querySelectorAll('article.bd-article img')]"
+                "  .find(i => i.offsetParent !== null);"
+                "if (i) i.scrollIntoView({block: 'start'}); return Boolean(i);"
+            ):
+                time.sleep(0.3)
+                browser.save_screenshot(str(shots / f"{name}-figure.png"))
         return _measured[key]
 
     yield get
