@@ -88,6 +88,18 @@ def test_panel_grid_leaves_a_short_last_row_and_a_single_panel_alone():
     plt.close(fig)
 
 
+def test_panel_grid_gives_the_first_panel_a_row_when_the_last_would_be_short():
+    fig, axes = style.panel_grid(3, span_first=True)
+    specs = [ax.get_subplotspec() for ax in axes]
+    assert [(s.rowspan, s.colspan) for s in specs] == [
+        (range(0, 1), range(0, 2)), (range(1, 2), range(0, 1)), (range(1, 2), range(1, 2))]
+    plt.close(fig)
+    fig, axes = style.panel_grid(4, span_first=True)  # full rows: nothing spans
+    assert grid_shape(axes) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert all(len(ax.get_subplotspec().colspan) == 1 for ax in axes)
+    plt.close(fig)
+
+
 def test_panel_grid_shares_y_when_asked():
     fig, axes = style.panel_grid(3, sharey=True)
     axes[0].set_ylim(-3, 7)

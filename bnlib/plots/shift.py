@@ -96,7 +96,7 @@ def figure1(histories: Mapping[str, Any], probe: str, unit_label: str) -> Figure
     """A miniature of Ioffe & Szegedy's Figure 1: (a) test accuracy over steps for every network,
     then (b), (c), ... the percentile band of ``history.probes[probe]`` for each network, with
     a common y axis."""
-    fig, axes = panel_grid(len(histories) + 1)
+    fig, axes = panel_grid(len(histories) + 1, span_first=True)
     _draw_accuracy(axes[0], histories)
     axes[0].set_title("(a) test accuracy")
     for i, (name, history) in enumerate(histories.items()):
@@ -137,7 +137,7 @@ def landscape_over_steps(results: Mapping[str, Mapping[str, list[float]]]) -> Fi
     (shaded between min and max over the step sizes), the range of the gradient change
     ``||grad L(w - eta g) - grad L(w)||`` and the effective beta-smoothness (results of
     :class:`bnlib.shift.LandscapeProbe`)."""
-    fig, axes = panel_grid(3)
+    fig, axes = panel_grid(3, span_first=True)
     for i, (name, r) in enumerate(results.items()):
         color = _color(name, i)
         axes[0].fill_between(r["step"], r["loss_min"], r["loss_max"], color=color, alpha=0.35,

@@ -70,7 +70,7 @@ def apply_style() -> None:
 
 def panel_grid(
     count: int, panel_height: float = 3.2, columns: int = 2, sharey: bool = False,
-    **subplot_kw: object,
+    span_first: bool = False, **subplot_kw: object,
 ) -> tuple[Figure, list[Axes]]:
     """A figure ``COLUMN_INCHES`` wide holding ``count`` panels in rows of ``columns`` (2x2
     rather than 1x4, so each panel keeps a readable size in the column); constrained layout.
@@ -80,6 +80,8 @@ def panel_grid(
         panel_height: height of one row of panels (inches).
         columns: panels per row.
         sharey: every panel shares the first one's y axis.
+        span_first: when the panels do not fill the last row, the first panel takes a whole
+            row of its own instead (e.g. an overview above the panels it summarises).
         subplot_kw: passed to ``Figure.add_subplot`` (e.g. ``projection="3d"``).
 
     Returns:
@@ -88,9 +90,13 @@ def panel_grid(
     if count < 1 or columns < 1:
         raise ValueError(f"count={count} and columns={columns} must be at least 1")
     cols = min(columns, count)
-    rows = math.ceil(count / cols)
+    spans = span_first and count % cols != 0
+    rows = 1 + math.ceil((count - 1) / cols) if spans else math.ceil(count / cols)
     fig = plt.figure(figsize=(COLUMN_INCHES, panel_height * rows), layout="constrained")
-    axes = [fig.add_subplot(rows, cols, i + 1, **subplot_kw) for i in range(count)]
+    grid = fig.add_gridspec(rows, cols)
+    cells = [grid[0, :]] if spans else []
+    cells += [grid[i // cols, i % cols] for i in range(cols if spans else 0, rows * cols)]
+    axes = [fig.add_subplot(cell, **subplot_kw) for cell in cells[:count]]
     if sharey:
         for ax in axes[1:]:
             ax.sharey(axes[0])
