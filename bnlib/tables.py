@@ -10,7 +10,7 @@ and the page renders an HTML table the width of its content (it wraps long cells
 scrolling sideways). For a numbered, captioned table ("Table 5.1"), glue its Markdown form and
 place it inside a MyST ``{table}`` directive::
 
-    glue("tbl_final", table(rows, formats).markdown(), display=False)
+    glue_table("tbl_final", table(rows, formats))
 
     ````{table} Final test accuracy of each seed.
     :name: tbl-final
@@ -26,7 +26,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Table", "table"]
+__all__ = ["Table", "glue_table", "table"]
 
 
 class Table:
@@ -106,6 +106,14 @@ def table(
     header = [headers.get(c, c.replace("_", " ")) for c in formats]
     cells = [[format(row[c], f) if c in row else "" for c, f in formats.items()] for row in rows]
     return Table(header, cells)
+
+
+def glue_table(name: str, rows: Table) -> None:
+    """Glue ``rows`` as Markdown under ``name`` (not displayed in place), for a MyST
+    ``{table}`` directive holding ```{glue:md} name``` with ``:format: myst``."""
+    from myst_nb import glue
+
+    glue(name, rows.markdown(), display=False)
 
 
 def _looks_numeric(text: str) -> bool:

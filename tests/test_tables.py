@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from bnlib.tables import Table, table
+from bnlib.tables import Table, glue_table, table
 
 ROWS = [
     {"model": "with BN", "seed": 0, "final_accuracy": 0.97314},
@@ -102,3 +102,26 @@ def test_rows_of_the_wrong_length_are_refused():
 ])
 def test_a_column_is_numeric_when_every_filled_cell_is_a_number(text, numeric):
     assert Table(["c"], [[text], [""]]).numeric == [numeric and bool(text)]
+
+
+def test_glue_table_stores_the_markdown_for_a_numbered_table():
+    """Through myst_nb's own glue in a real IPython shell: the glued output is the Markdown
+    table under the name, tagged for myst-nb, and nothing is shown in place."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    # a Jupyter kernel formats every MIME type; a terminal shell only plain text
+    shell.display_formatter.active_types = shell.display_formatter.format_types
+    published = []
+    shell.display_pub.publish = lambda data, metadata=None, **kw: published.append((data, metadata))
+    try:
+        rows = table(ROWS[:2], {"model": "", "final_accuracy": ".1%"})
+        glue_table("tbl_final", rows)
+    finally:
+        InteractiveShell.clear_instance()
+    assert len(published) == 1
+    data, metadata = published[0]
+    # "display=False": myst-nb hides the output under its record prefix
+    assert data["application/papermill.record/text/markdown"] == rows.markdown_text()
+    assert "text/markdown" not in data
+    assert metadata["scrapbook"]["name"] == "tbl_final"
