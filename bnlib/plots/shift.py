@@ -79,7 +79,7 @@ def percentile_bands(results: Mapping[str, Mapping[str, list[float]]], unit_labe
     """One panel per network: the 15th/50th/85th percentiles of one unit's input over steps.
 
     Args:
-        results: name -> :class:`bnlib.shift.ActivationPercentileProbe` result (``step``,
+        results: name -> :class:`bnlib.probes.ActivationPercentileProbe` result (``step``,
             ``p15``, ``p50``, ``p85``).
         unit_label: what was measured, for the y axis (e.g. "input to sigmoid 0 of layer 3").
     """
@@ -114,7 +114,7 @@ def figure1(histories: Mapping[str, Any], probe: str, unit_label: str) -> Figure
 
 def ics_over_steps(results: Mapping[str, Mapping[str, list[float]]], layer_label: str) -> Figure:
     """Santurkar et al.'s ICS over training: ``||G - G'|| / ||G||`` (left) and ``cos(G, G')``
-    (right), one line per network (results of :class:`bnlib.shift.ICSProbe`)."""
+    (right), one line per network (results of :class:`bnlib.probes.ICSProbe`)."""
     fig, (ax_rel, ax_cos) = panel_grid(2)
     for i, (name, result) in enumerate(results.items()):
         color = _color(name, i)
@@ -136,7 +136,7 @@ def landscape_over_steps(results: Mapping[str, Mapping[str, list[float]]]) -> Fi
     """Santurkar et al.'s Figure 4, over training: the range of the loss along the gradient
     (shaded between min and max over the step sizes), the range of the gradient change
     ``||grad L(w - eta g) - grad L(w)||`` and the effective beta-smoothness (results of
-    :class:`bnlib.shift.LandscapeProbe`)."""
+    :class:`bnlib.probes.LandscapeProbe`)."""
     fig, axes = panel_grid(3, span_first=True)
     for i, (name, r) in enumerate(results.items()):
         color = _color(name, i)
