@@ -1,6 +1,6 @@
 """One look for every figure of the book, sized for the column that shows it.
 
-The book's article column is about 880 px wide at a 1280 px window (measured by
+The book's article column is 896 px wide at a 1280 px window (measured by
 ``tests/test_browser.py``). A figure is drawn at :data:`DPI` dots per inch and shown at its natural
 size when it fits, so ``COLUMN_INCHES`` wide fills the column and a point of text is
 ``DPI / 72`` pixels on screen: the 10-point tick labels and legends of :data:`STYLE` are about
