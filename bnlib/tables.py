@@ -78,7 +78,8 @@ class Table:
 
     def __str__(self) -> str:
         """Plain text, columns separated by two spaces, numbers right-aligned."""
-        widths = [max([len(h), *(len(r[i]) for r in self.cells)]) for i, h in enumerate(self.header)]
+        widths = [max([len(h), *(len(row[i]) for row in self.cells)])
+                  for i, h in enumerate(self.header)]
 
         def line(values: Sequence[str]) -> str:
             return "  ".join(
