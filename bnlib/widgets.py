@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import inspect
-import io
 import itertools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,6 +41,8 @@ import ipywidgets
 import matplotlib.pyplot as plt
 from ipywidgets.widgets.widget_link import Link
 from matplotlib.figure import Figure
+
+from bnlib.plots import style
 
 __all__ = [
     "DEFAULT_DPI",
@@ -53,8 +54,9 @@ __all__ = [
     "show_source",
 ]
 
-#: Resolution of precomputed frames: small pages, still readable at the book's column width.
-DEFAULT_DPI = 80
+#: Resolution of precomputed frames: the book's figure resolution, so a frame's text is the
+#: size of an inline figure's (see ``bnlib.plots.style``).
+DEFAULT_DPI = style.DPI
 #: Upper bound on precomputed frames per figure (the product of the slider lengths).
 MAX_FRAMES = 64
 #: Environment variable choosing the default mode (``static`` or ``live``).
@@ -63,14 +65,14 @@ _MODES = ("static", "live")
 
 
 def figure_png(fig: Figure, dpi: int = DEFAULT_DPI) -> bytes:
-    """The figure as PNG bytes at ``dpi`` dots per inch (the figure is not closed).
+    """The figure as PNG bytes at ``dpi`` dots per inch (the figure is not closed): white
+    background, smallest text size recorded (``bnlib.plots.style.figure_png``).
 
-    The figure is saved as laid out (no ``bbox_inches="tight"``, which would draw it twice):
-    lay it out in ``draw`` (``fig.tight_layout()`` or ``layout="constrained"``).
+    The figure is saved as laid out (no ``bbox_inches="tight"``, which would let frames of one
+    slider differ in size): lay it out in ``draw`` (``fig.tight_layout()`` or
+    ``layout="constrained"``).
     """
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+    return style.figure_png(fig, dpi, bbox_inches=None)
 
 
 def _png_output(png: bytes, alt: str) -> dict:

@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from bnlib.plots.style import panel_grid
+
 __all__ = [
     "accuracy_over_steps",
     "figure1",
@@ -81,13 +83,12 @@ def percentile_bands(results: Mapping[str, Mapping[str, list[float]]], unit_labe
             ``p15``, ``p50``, ``p85``).
         unit_label: what was measured, for the y axis (e.g. "input to sigmoid 0 of layer 3").
     """
-    fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.4), sharey=True,
-                             squeeze=False)
-    for i, (ax, (name, result)) in enumerate(zip(axes[0], results.items())):
+    fig, axes = panel_grid(len(results), sharey=True)
+    for i, (ax, (name, result)) in enumerate(zip(axes, results.items())):
         _draw_band(ax, result, _color(name, i), name)
-    axes[0, 0].set_ylabel(unit_label)
-    axes[0, 0].legend(loc="best", fontsize="small")
-    fig.tight_layout()
+    for ax in axes[::2]:
+        ax.set_ylabel(unit_label)
+    axes[0].legend(loc="best")
     return fig
 
 
@@ -95,27 +96,26 @@ def figure1(histories: Mapping[str, Any], probe: str, unit_label: str) -> Figure
     """A miniature of Ioffe & Szegedy's Figure 1: (a) test accuracy over steps for every network,
     then (b), (c), ... the percentile band of ``history.probes[probe]`` for each network, with
     a common y axis."""
-    n = len(histories)
-    fig, axes = plt.subplots(1, n + 1, figsize=(3.5 * (n + 1), 3.4))
+    fig, axes = panel_grid(len(histories) + 1, span_first=True)
     _draw_accuracy(axes[0], histories)
     axes[0].set_title("(a) test accuracy")
     for i, (name, history) in enumerate(histories.items()):
         _draw_band(axes[i + 1], history.probes[probe], _color(name, i),
                    f"({chr(ord('b') + i)}) {name}")
-    axes[1].set_ylabel(unit_label)
-    axes[1].legend(loc="best", fontsize="small")
+    for ax in axes[1:]:
+        ax.set_ylabel(unit_label)
+    axes[1].legend(loc="best")
     low = min(ax.get_ylim()[0] for ax in axes[1:])
     high = max(ax.get_ylim()[1] for ax in axes[1:])
     for ax in axes[1:]:
         ax.set_ylim(low, high)
-    fig.tight_layout()
     return fig
 
 
 def ics_over_steps(results: Mapping[str, Mapping[str, list[float]]], layer_label: str) -> Figure:
     """Santurkar et al.'s ICS over training: ``||G - G'|| / ||G||`` (left) and ``cos(G, G')``
     (right), one line per network (results of :class:`bnlib.probes.ICSProbe`)."""
-    fig, (ax_rel, ax_cos) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    fig, (ax_rel, ax_cos) = panel_grid(2)
     for i, (name, result) in enumerate(results.items()):
         color = _color(name, i)
         ax_rel.plot(result["step"], result["relative"], color=color, label=name)
@@ -129,7 +129,6 @@ def ics_over_steps(results: Mapping[str, Mapping[str, list[float]]], layer_label
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
     ax_rel.legend(loc="best")
-    fig.tight_layout()
     return fig
 
 
@@ -138,7 +137,7 @@ def landscape_over_steps(results: Mapping[str, Mapping[str, list[float]]]) -> Fi
     (shaded between min and max over the step sizes), the range of the gradient change
     ``||grad L(w - eta g) - grad L(w)||`` and the effective beta-smoothness (results of
     :class:`bnlib.probes.LandscapeProbe`)."""
-    fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.4))
+    fig, axes = panel_grid(3, span_first=True)
     for i, (name, r) in enumerate(results.items()):
         color = _color(name, i)
         axes[0].fill_between(r["step"], r["loss_min"], r["loss_max"], color=color, alpha=0.35,
@@ -156,5 +155,4 @@ def landscape_over_steps(results: Mapping[str, Mapping[str, list[float]]]) -> Fi
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="best")
-    fig.tight_layout()
     return fig

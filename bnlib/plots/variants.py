@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.colors import to_rgba_array
 from matplotlib.figure import Figure
 
+from bnlib.plots.style import panel_grid
+
 __all__ = ["batch_size_curve", "normalisation_blocks"]
 
 _SHADE = "#f28e2b"
@@ -47,9 +49,8 @@ def normalisation_blocks(n: int = 4, c: int = 6, hw: int = 5, groups: int = 3) -
     titles = {"batch": "Batch norm\nover (N, H, W)", "layer": "Layer norm\nover (C, H, W)",
               "instance": "Instance norm\nover (H, W)",
               "group": f"Group norm ({groups} groups)\nover (C/G, H, W)"}
-    fig = plt.figure(figsize=(11.0, 3.4))
-    for i, (method, title) in enumerate(titles.items()):
-        ax = fig.add_subplot(1, 4, i + 1, projection="3d")
+    fig, axes = panel_grid(len(titles), panel_height=3.1, projection="3d")
+    for ax, (method, title) in zip(axes, titles.items()):
         mask = _shaded(method, n, c, hw, sample=1, channel=2, groups=groups)
         # voxel axes: x = H*W, y = C, z = N (sample 0 on top)
         shaded = mask.transpose(2, 1, 0)[:, :, ::-1]
@@ -62,8 +63,7 @@ def normalisation_blocks(n: int = 4, c: int = 6, hw: int = 5, groups: int = 3) -
         ax.set_ylabel("C", labelpad=-12)
         ax.set_zlabel("N", labelpad=-14)
         ax.set_xticks([]), ax.set_yticks([]), ax.set_zticks([])
-        ax.set_title(title, fontsize=10)
-    fig.subplots_adjust(left=0.0, right=0.97, bottom=0.02, top=0.85, wspace=0.05)
+        ax.set_title(title)
     return fig
 
 
@@ -114,8 +114,8 @@ def batch_size_curve(
     ax.set_xlim(ks.max() * 1.4, ks.min() / 1.4)  # large to small, as in Wu & He
     ax.set_xlabel("images k over which batch norm's statistics are taken")
     ax.set_ylabel("test error after training (%)")
-    ax.set_title(f"Mean of {seeds} seed(s); bars: smallest to largest seed", fontsize=10)
+    ax.set_title(f"Mean of {seeds} seed(s); bars: smallest to largest seed")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(loc="best")
     fig.tight_layout()
     return fig
