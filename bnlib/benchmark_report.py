@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bnlib.tables import table
+
 __all__ = ["fold_rows", "fold_table", "layer_rows", "layer_table", "lookup", "machine",
            "training_rows", "training_sentence", "training_table"]
 
@@ -80,7 +82,6 @@ def training_rows(result: Mapping | None) -> list[dict]:
 
 def _block(title: str, result: Mapping | None, rows: list[dict], formats: dict) -> str:
     """A title, the machine and a table; or the title and "not measured yet"."""
-    from bnlib.experiment import table
 
     if not rows:
         return f"{title}\nnot measured yet (make bench measures it)."

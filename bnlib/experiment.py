@@ -30,21 +30,10 @@ from bnlib.experiments.hindi_digits import (
 )
 from bnlib.training import History
 
-__all__ = ["CSV_COLUMNS", "build_parser", "main", "table", "write_csv", "write_figures"]
+__all__ = ["CSV_COLUMNS", "build_parser", "main", "write_csv", "write_figures"]
 
 CSV_COLUMNS = ("model", "seed", "epoch", "train_loss", "train_accuracy", "test_loss",
                "test_accuracy", "seconds", "weight_0", "weight_1")
-
-
-def table(rows: Sequence[Mapping], formats: Mapping[str, str]) -> str:
-    """Plain-text table of ``rows`` with the columns of ``formats`` (column -> format spec)."""
-    cells = [[format(row.get(c, ""), f) if c in row else "" for c, f in formats.items()]
-             for row in rows]
-    header = list(formats)
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- outputs

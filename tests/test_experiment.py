@@ -76,12 +76,3 @@ def test_tiny_real_run_writes_csv_and_figures(tmp_path, monkeypatch):
     for name in ("accuracy.png", "train_loss.png", "descent_path.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
-
-
-def test_table_aligns_columns_and_leaves_missing_cells_blank():
-    rows = [{"model": "with_bn", "drops": 2}, {"model": "without_bn"}]
-    text = experiment.table(rows, {"model": "", "drops": "d"}).splitlines()
-    assert text[0].split() == ["model", "drops"]
-    assert text[1].split() == ["with_bn", "2"] and text[2].split() == ["without_bn"]
-    assert len({len(line) for line in text}) == 1
-    assert experiment.table([], {"model": ""}) == "model"
