@@ -109,12 +109,14 @@ def table(
     return Table(header, cells)
 
 
-def glue_table(name: str, rows: Table) -> None:
-    """Glue ``rows`` as Markdown under ``name`` (not displayed in place), for a MyST
-    ``{table}`` directive holding ```{glue:md} name``` with ``:format: myst``."""
+def glue_table(name: str, rows: Table | str) -> None:
+    """Glue ``rows`` (a :class:`Table`, or a Markdown pipe table as text) as Markdown under
+    ``name`` (not displayed in place), for a MyST ``{table}`` directive holding
+    ```{glue:md} name``` with ``:format: myst``."""
+    from IPython.display import Markdown
     from myst_nb import glue
 
-    glue(name, rows.markdown(), display=False)
+    glue(name, Markdown(rows if isinstance(rows, str) else rows.markdown_text()), display=False)
 
 
 def _looks_numeric(text: str) -> bool:

@@ -104,9 +104,9 @@ def test_a_column_is_numeric_when_every_filled_cell_is_a_number(text, numeric):
     assert Table(["c"], [[text], [""]]).numeric == [numeric and bool(text)]
 
 
-def test_glue_table_stores_the_markdown_for_a_numbered_table():
-    """Through myst_nb's own glue in a real IPython shell: the glued output is the Markdown
-    table under the name, tagged for myst-nb, and nothing is shown in place."""
+def _glued(name, rows):
+    """What ``glue_table(name, rows)`` publishes through myst_nb's own glue in a real IPython
+    shell: ``(data, metadata)`` of each published output."""
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
@@ -115,13 +115,27 @@ def test_glue_table_stores_the_markdown_for_a_numbered_table():
     published = []
     shell.display_pub.publish = lambda data, metadata=None, **kw: published.append((data, metadata))
     try:
-        rows = table(ROWS[:2], {"model": "", "final_accuracy": ".1%"})
-        glue_table("tbl_final", rows)
+        glue_table(name, rows)
     finally:
         InteractiveShell.clear_instance()
+    return published
+
+
+def test_glue_table_stores_the_markdown_for_a_numbered_table():
+    """The glued output is the Markdown table under the name, tagged for myst-nb, and nothing
+    is shown in place."""
+    rows = table(ROWS[:2], {"model": "", "final_accuracy": ".1%"})
+    published = _glued("tbl_final", rows)
     assert len(published) == 1
     data, metadata = published[0]
     # "display=False": myst-nb hides the output under its record prefix
     assert data["application/papermill.record/text/markdown"] == rows.markdown_text()
     assert "text/markdown" not in data
     assert metadata["scrapbook"]["name"] == "tbl_final"
+
+
+def test_glue_table_takes_markdown_text_as_it_is():
+    text = "| method | difference |\n|---|---|\n| `a` | 1.0e-16 |"
+    [(data, metadata)] = _glued("tbl_text", text)
+    assert data["application/papermill.record/text/markdown"] == text
+    assert metadata["scrapbook"]["name"] == "tbl_text"
