@@ -154,7 +154,7 @@ class BatchNormFunction(torch.autograd.Function):
 def batch_norm_train(
     x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Batch norm of ``x`` (N, C, *) with its batch statistics: ``(y, mean, var)``, the (C,)
+    """Batch norm of ``x`` ``(N, C, *)`` with its batch statistics: ``(y, mean, var)``, the (C,)
     ``mean`` and biased ``var`` detached. An empty batch gives an empty ``y`` (weight and bias
     get zero gradients) and NaN statistics, which callers must not store, as torch does."""
     if x.numel() == 0:
@@ -198,7 +198,7 @@ def batch_norm(
     momentum: float = 0.1,
     eps: float = 1e-5,
 ) -> Tensor:
-    """Batch norm of ``x`` (N, C, *), with the arguments of ``torch.nn.functional.batch_norm``.
+    """Batch norm of ``x`` ``(N, C, *)``, with the arguments of ``torch.nn.functional.batch_norm``.
 
     Training: batch statistics, and the running ones (if given) moved by ``momentum`` in place
     (not on an empty batch). Otherwise: the running statistics."""
@@ -226,7 +226,7 @@ def batch_renorm(
     rmax: float,
     dmax: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Batch renorm (Ioffe 2017) of ``x`` (N, C, *) in training: ``(y, mean, var)``.
+    """Batch renorm (Ioffe 2017) of ``x`` ``(N, C, *)`` in training: ``(y, mean, var)``.
 
     With batch ``mu_B, sigma_B = sqrt(var_B + eps)`` and running ``mu, sigma``::
 
@@ -258,7 +258,7 @@ def ghost_batch_norm(
     dmax: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Batch norm (batch renorm if ``rmax > 1`` or ``dmax > 0``) of each consecutive group of
-    ``ghost_batch_size`` samples of ``x`` (N, C, *) alone (the last group may be smaller).
+    ``ghost_batch_size`` samples of ``x`` ``(N, C, *)`` alone (the last group may be smaller).
 
     Returns ``(y, means, unbiased_vars)``: the output and each group's (C,) mean and unbiased
     variance stacked to (groups, C). The running statistics are read (for renorm), not moved.
@@ -294,7 +294,7 @@ def instance_norm(
     momentum: float,
     eps: float,
 ) -> Tensor:
-    """Instance norm of ``x`` (N, C, *spatial): statistics per sample and channel over the
+    """Instance norm of ``x`` ``(N, C, *spatial)``: statistics per sample and channel over the
     spatial axes, as batch norm of the ``(1, N * C, *spatial)`` view (torch's own construction,
     so the output is contiguous like torch's). Running statistics (if given and
     ``use_input_stats``) move towards the batch average of the per-instance statistics."""
@@ -329,7 +329,7 @@ def _same_memory_format(y: Tensor, like: Tensor) -> Tensor:
 def group_norm(
     x: Tensor, num_groups: int, weight: Tensor | None, bias: Tensor | None, eps: float
 ) -> Tensor:
-    """Group norm of ``x`` (N, C, *): the channels split into ``num_groups`` groups, statistics
+    """Group norm of ``x`` ``(N, C, *)``: the channels split into ``num_groups`` groups, statistics
     per (sample, group), as batch norm of the ``(1, N * groups, -1)`` view; then the per-channel
     affine step. The output keeps the input's memory format."""
     n = x.shape[0]
@@ -342,7 +342,7 @@ def layer_norm(
     x: Tensor, normalized_shape: Sequence[int], weight: Tensor | None, bias: Tensor | None,
     eps: float,
 ) -> Tensor:
-    """Layer norm of ``x`` (*, *normalized_shape): statistics over the trailing
+    """Layer norm of ``x`` ``(*, *normalized_shape)``: statistics over the trailing
     ``normalized_shape`` per leading index, as batch norm of the ``(1, rows, -1)`` view; then
     ``weight`` and ``bias`` of shape ``normalized_shape``."""
     size = math.prod(normalized_shape)
@@ -359,7 +359,7 @@ def layer_norm(
 def rms_norm(
     x: Tensor, normalized_shape: Sequence[int], weight: Tensor | None, eps: float | None
 ) -> Tensor:
-    """RMSNorm of ``x`` (*, *normalized_shape): ``x / sqrt(mean(x^2) + eps) * weight`` over the
+    """RMSNorm of ``x`` ``(*, *normalized_shape)``: ``x / sqrt(mean(x^2) + eps) * weight`` over the
     trailing dimensions; ``eps=None`` is the machine epsilon of ``x``'s dtype."""
     eps = torch.finfo(x.dtype).eps if eps is None else eps
     dims = tuple(range(x.dim() - len(normalized_shape), x.dim()))

@@ -85,7 +85,7 @@ def running_statistics(
     training-mode passes over ``batches``, computed from the batches alone.
 
     Args:
-        batches: tensors (N, C) or (N, C, *spatial), channels on axis 1; statistics per channel
+        batches: tensors ``(N, C)`` or ``(N, C, *spatial)``, channels on axis 1; statistics per channel
             over every other axis.
         convention: ``"pytorch"`` (unbiased batch variance fed in) or ``"keras"`` (biased).
         momentum: in the convention's own meaning; ``"default"``: 0.1 for PyTorch, 0.99 for

@@ -1,11 +1,11 @@
 """Normalisation layers for PyTorch, written from scratch, by family as ``torch.nn`` has them.
 
-:mod:`bnlib.nn.batchnorm`: the batch-norm family -- :class:`BatchNorm1d`, :class:`BatchNorm2d`,
+``bnlib.nn.batchnorm``: the batch-norm family -- :class:`BatchNorm1d`, :class:`BatchNorm2d`,
 :class:`BatchNorm3d` (drop-in replacements for their ``torch.nn`` namesakes) and the variants
 :class:`BatchRenorm2d`, :class:`GhostBatchNorm2d`, :class:`NoisyBatchNorm`,
 :class:`FrozenBatchNorm2d`.
 
-:mod:`bnlib.nn.normalization`: the per-sample family -- :class:`LayerNorm`, :class:`GroupNorm`,
+``bnlib.nn.normalization``: the per-sample family -- :class:`LayerNorm`, :class:`GroupNorm`,
 :class:`InstanceNorm1d`, :class:`InstanceNorm2d`, :class:`InstanceNorm3d`, :class:`RMSNorm`.
 
 Each replacement has the same constructor arguments and defaults, parameters and buffers (so the
