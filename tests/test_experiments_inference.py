@@ -44,15 +44,12 @@ def test_batch_statistics_only_normalises_each_batch_by_itself_in_eval_mode():
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
 
 
-def test_train_versus_eval_rows_and_table_are_narrow():
+def test_train_versus_eval_has_a_row_per_order_and_batch_size():
     model = tiny_net().float()
     images, labels = torch.rand(12, 1, 6, 6), torch.randint(0, 5, (12,))
     result = E.train_versus_eval(model, images, labels)
     assert len(result["rows"]) == 2 * len(E.BATCH_SIZES)
     assert result["eval"] == evaluate(model, images, labels)[1]
-    for table in (E.train_mode_table(result),
-                  E.gap_table([{"batch_size": 256, "mean_error": 0.1, "variance_ratio": 0.9}])):
-        assert max(map(len, table.splitlines())) <= 79
 
 
 def test_running_var_ratios_by_hand():
@@ -104,7 +101,6 @@ def test_keras_versus_torch_on_a_small_convolution():
     # the batches' part of the variance: Keras's is (m - 1) / m of PyTorch's
     assert f["keras_var_ratio"] == pytest.approx(7 / 8, rel=1e-4)
     assert f["eps_effect"] > 0
-    assert max(map(len, E.keras_table(ports, channels=3).splitlines())) <= 79
 
 
 
@@ -212,9 +208,3 @@ def test_findings_numbers_and_the_remaining_words():
 @pytest.mark.parametrize("unfrozen, word", [(0.3, "fell to"), (0.96, "rose to"), (0.95, "stayed at")])
 def test_findings_unfrozen_word_every_branch(unfrozen, word):
     assert E.findings(_synthetic_results(0.95, 0.9, 0.9, unfrozen))["unfrozen_word"] == word
-
-
-def test_mode_table_is_narrow():
-    rows = [{"batch_size": 4, "train_mode_accuracy": 0.9, "eval_mode_accuracy": 0.8}]
-    table = E.mode_table(rows)
-    assert "90.00%" in table and max(map(len, table.splitlines())) <= 79

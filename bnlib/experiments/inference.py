@@ -35,11 +35,8 @@ __all__ = [
     "SETTINGS",
     "batch_statistics_only",
     "findings",
-    "gap_table",
-    "keras_table",
     "keras_versus_torch",
     "largest_difference",
-    "mode_table",
     "momentum_choices",
     "network_config",
     "precise_bn",
@@ -50,7 +47,6 @@ __all__ = [
     "small_batch_runs",
     "tracking_errors",
     "train_mode_accuracy",
-    "train_mode_table",
     "train_versus_eval",
     "versus_eval",
 ]
@@ -237,15 +233,6 @@ def train_versus_eval(model: nn.Module, images: Tensor, labels: Tensor) -> dict:
     return {"rows": rows, "eval": training.accuracy(model, images, labels)}
 
 
-def train_mode_table(result: Mapping[str, Any]) -> str:
-    """The rows of :func:`train_versus_eval` as a narrow text table."""
-    lines = ["mode   order            batch  accuracy"]
-    lines += [f"train  {r['order']:<15}  {r['batch_size']:>5}  {r['accuracy']:8.2%}"
-              for r in result["rows"]]
-    lines.append(f"eval   {'(any)':<15}  {'':>5}  {result['eval']:8.2%}")
-    return "\n".join(lines)
-
-
 def versus_eval(value: float, reference: float) -> str:
     """"0.53 points below", "0.53 points above" or "exactly as in" (accuracies as fractions;
     the words read before "eval mode")."""
@@ -337,31 +324,6 @@ def precise_bn(model: nn.Module, train_images: Tensor, images: Tensor, labels: T
     running_loss, running_accuracy = training.evaluate(model, images, labels)
     return {"images": len(train_images), "accuracy": accuracy, "loss": loss,
             "running_accuracy": running_accuracy, "running_loss": running_loss}
-
-
-def gap_table(rows: Sequence[Mapping[str, float]]) -> str:
-    """Rows of :func:`bnlib.batch_statistics.batch_statistics_gap` as a narrow text table."""
-    lines = ["batch  mean error (sigma)  variance ratio"]
-    lines += [f"{r['batch_size']:>5}  {r['mean_error']:18.3f}  {r['variance_ratio']:14.3f}"
-              for r in rows]
-    return "\n".join(lines)
-
-
-def mode_table(rows: Sequence[Mapping[str, float]]) -> str:
-    """Rows of :func:`small_batch_runs` as a narrow text table."""
-    lines = ["trained with batch  train mode  eval mode"]
-    lines += [f"{r['batch_size']:>18}  {r['train_mode_accuracy']:10.2%}  "
-              f"{r['eval_mode_accuracy']:9.2%}" for r in rows]
-    return "\n".join(lines)
-
-
-def keras_table(ports: Mapping[str, Any], channels: int = 4) -> str:
-    """The first ``channels`` channels of :func:`keras_versus_torch` as a narrow text table."""
-    lines = ["channel  Keras var  torch var  Keras mean  torch mean"]
-    lines += [f"{c:>7}  {ports['keras_var'][c]:9.5f}  {ports['torch_var'][c]:9.5f}  "
-              f"{ports['keras_mean'][c]:10.5f}  {ports['torch_mean'][c]:10.5f}"
-              for c in range(channels)]
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- findings
