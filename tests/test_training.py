@@ -286,31 +286,12 @@ def test_run_many_matches_run_and_fills_the_cache(cache_dir):
     assert all(h.cached for h in training.run_many(configs, progress=False))
 
 
-def test_flat_forward_computes_what_the_model_computes():
-    """Channels-last features flattened in memory order times the permuted Linear weight give
-    the model's own logits and gradients (the same products, summed in another order: compared
-    in float64, where the order does not show at torch's default tolerance)."""
-    torch.manual_seed(0)
-    model = TINY.build_model().double().to(memory_format=torch.channels_last)
-    x = torch.rand(8, 1, 32, 32, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
-    expected = model(x)
-    expected.square().sum().backward()
-    grads = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    got = engine.flat_forward(model)(x)
-    got.square().sum().backward()
-    torch.testing.assert_close(got, expected)
-    for p, g in zip(model.parameters(), grads):
-        torch.testing.assert_close(p.grad, g)
-    mlp = training.RunConfig(model="sigmoid_mlp").build_model()
-    assert engine.flat_forward(mlp) is not mlp  # Flatten first, on (N, 1, 32, 32): same result
-    x = torch.rand(4, 1, 32, 32)
-    torch.testing.assert_close(engine.flat_forward(mlp)(x), mlp(x))
-
-
-def test_the_engine_is_eager_for_short_runs_unsafe_layers_and_unsafe_probes(monkeypatch):
+def test_the_engine_is_eager_unless_asked_and_for_short_runs_unsafe_layers_and_probes(monkeypatch):
     long = TINY.replace(epochs=100, train_subset=None)
     monkeypatch.setattr(engine, "compiler_available", lambda: True)
+    monkeypatch.delenv(engine.COMPILE_ENV, raising=False)
+    assert engine.choose_engine(long) == "eager"
+    monkeypatch.setenv(engine.COMPILE_ENV, "1")
     assert engine.choose_engine(TINY) == "eager"  # 192 images: compiling would not pay
     assert engine.choose_engine(long) == "inductor"
     assert engine.choose_engine(long, [Recorder()]) == "eager"  # may hook the forward
@@ -326,6 +307,7 @@ def test_the_engine_is_eager_for_short_runs_unsafe_layers_and_unsafe_probes(monk
 
 def test_the_engine_choice_is_part_of_the_cache_key(monkeypatch):
     long = TINY.replace(epochs=100, train_subset=None)
+    monkeypatch.setenv(engine.COMPILE_ENV, "1")
     monkeypatch.setattr(engine, "compiler_available", lambda: False)
     eager_key = training.cache_key(long)
     monkeypatch.setattr(engine, "compiler_available", lambda: True)
@@ -359,6 +341,7 @@ def test_a_compiled_run_compiles_once(monkeypatch, tmp_path):
     config = TINY.replace(train_subset=80)  # batches of 32, 32 and 16
     eager = training.train(config, progress=False)
     monkeypatch.setattr(engine, "MIN_COMPILED_IMAGES", 0)
+    monkeypatch.setenv(engine.COMPILE_ENV, "1")
     import torch._dynamo
 
     torch._dynamo.reset()

@@ -1,9 +1,12 @@
-"""How the training step runs: compiled by ``torch.compile`` (inductor) or eager.
+"""How the training step runs: eager, or compiled by ``torch.compile`` (inductor) on request.
 
 Inductor fuses the step's batch norm, ReLU and pooling (forward and backward) into a few
-C++ loops. It needs a C++ compiler; where there is none, or ``BNLIB_COMPILE=0``, or the run
-is short (compiling costs seconds, :data:`MIN_COMPILED_IMAGES`), or a layer or probe is not
-known to be safe under compilation, the step runs eagerly. The choice
+C++ loops. For this book's small networks it did not pay on the 2-core machine it was measured
+on (``benchmarks/train_speed.py``: the compiled step 0.9x-1.05x the eager channels-last step,
+after 4 s of compiling with a warm cache and 10-70 s cold), so runs are eager unless
+``BNLIB_COMPILE=1``. Even then a run stays eager where inductor finds no C++ compiler, where
+the run is short (:data:`MIN_COMPILED_IMAGES`), or where a layer or probe is not known to be
+safe under compilation. The choice
 (:func:`choose_engine`) is made before the run from its configuration, so it enters the
 run's cache key: the two engines round differently.
 
@@ -25,10 +28,10 @@ from bnlib import settings
 from bnlib.probes import StepProbe
 from bnlib.training.config import RunConfig
 
-__all__ = ["COMPILE_ENV", "MIN_COMPILED_IMAGES", "choose_engine", "compiled_forward",
-           "compiler_available", "flat_forward"]
+__all__ = ["COMPILE_ENV", "MIN_COMPILED_IMAGES", "choose_engine", "compile_wanted",
+           "compiled_forward", "compiler_available"]
 
-#: ``BNLIB_COMPILE=0`` turns compilation off (every run eager).
+#: ``BNLIB_COMPILE=1`` asks for compiled training steps (default: eager).
 COMPILE_ENV = "BNLIB_COMPILE"
 #: Runs that train fewer images than this stay eager: compiling (about 4 s with a warm cache,
 #: 10-50 s cold) would cost more than it saves.
@@ -39,11 +42,14 @@ SAFE_LAYERS = (nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d,
 TRAIN_IMAGES = 17_000
 
 
+def compile_wanted() -> bool:
+    """True when ``BNLIB_COMPILE`` asks for compiled steps (``1``, ``yes``, ``on``)."""
+    return os.environ.get(COMPILE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 @functools.cache
 def compiler_available() -> bool:
-    """True if inductor finds a working C++ compiler here (and ``BNLIB_COMPILE`` is not 0)."""
-    if os.environ.get(COMPILE_ENV, "1").strip().lower() in {"0", "false", "no", "off"}:
-        return False
+    """True if inductor finds a C++ compiler here."""
     try:
         from torch._inductor import cpp_builder
 
@@ -61,35 +67,7 @@ def choose_engine(config: RunConfig, probes: Sequence[StepProbe] = ()) -> str:
     if (images < MIN_COMPILED_IMAGES or not safe
             or not all(getattr(p, "compile_safe", False) for p in probes)):
         return "eager"
-    return "inductor" if compiler_available() else "eager"
-
-
-def flat_forward(model: nn.Module) -> Callable[[Tensor], Tensor]:
-    """``model``'s forward, where a channels-last (N, C, H, W) tensor met by ``Flatten`` and
-    then ``Linear`` is flattened in its memory order (N, H*W*C: a view) and multiplied by the
-    Linear weight permuted to match, instead of copied into (N, C*H*W) order; same products.
-    Other models: ``model`` itself."""
-    layers = list(model) if isinstance(model, nn.Sequential) else []
-    pairs = [i for i in range(len(layers) - 1)
-             if isinstance(layers[i], nn.Flatten) and isinstance(layers[i + 1], nn.Linear)]
-    if not pairs:
-        return model
-    cut = pairs[0]
-    head, linear, tail = nn.Sequential(*layers[:cut]), layers[cut + 1], layers[cut + 2:]
-
-    def forward(x: Tensor) -> Tensor:
-        h = head(x)
-        if h.dim() == 4 and not h.is_contiguous() and h.permute(0, 2, 3, 1).is_contiguous():
-            n, c, height, width = h.shape
-            weight = linear.weight.view(-1, c, height, width).permute(0, 2, 3, 1).reshape(-1, c * height * width)
-            out = nn.functional.linear(h.permute(0, 2, 3, 1).reshape(n, -1), weight, linear.bias)
-        else:
-            out = linear(h.flatten(1))
-        for layer in tail:
-            out = layer(out)
-        return out
-
-    return forward
+    return "inductor" if compile_wanted() and compiler_available() else "eager"
 
 
 def compiled_forward(model: nn.Module) -> Callable[[Tensor], Tensor]:
@@ -98,4 +76,4 @@ def compiled_forward(model: nn.Module) -> Callable[[Tensor], Tensor]:
     import torch
 
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(settings.cache_dir() / "inductor"))
-    return torch.compile(flat_forward(model), dynamic=False)
+    return torch.compile(model, dynamic=False)

@@ -34,7 +34,7 @@ from bnlib import data as bnlib_data
 from bnlib import settings
 from bnlib.probes import StepProbe
 from bnlib.training.config import EpochRecord, History, RunConfig
-from bnlib.training.engine import choose_engine, compiled_forward, flat_forward
+from bnlib.training.engine import choose_engine, compiled_forward
 
 __all__ = ["accuracy", "evaluate", "resolve_parameter", "train"]
 
@@ -68,7 +68,6 @@ def evaluate(
     ``images`` (N, ...) and ``labels`` (N,). The model's train/eval mode is restored afterwards."""
     was_training = model.training
     model.eval()
-    forward = flat_forward(model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     total_loss = torch.zeros((), dtype=torch.float64)
     correct = torch.zeros((), dtype=torch.int64)
@@ -78,7 +77,7 @@ def evaluate(
             if channels_last:
                 x = x.contiguous(memory_format=memory_format)
             y = labels[start : start + batch_size]
-            logits = forward(x)
+            logits = model(x)
             total_loss += nn.functional.cross_entropy(logits, y, reduction="sum").double()
             correct += (logits.argmax(1) == y).sum()
     model.train(was_training)
@@ -149,7 +148,7 @@ class _Run:
         self.tracked = [(resolve_parameter(self.model, name), index)
                         for name, index in config.track_weights]
         self.engine = choose_engine(config, probes)
-        self.eager = flat_forward(self.model)
+        self.eager = self.model
         self.forward = compiled_forward(self.model) if self.engine == "inductor" else self.eager
         self.steps_per_epoch = math.ceil(len(self.x_train) / config.batch_size)
         test_loss, test_accuracy = self.test()
