@@ -232,18 +232,17 @@ def test_a_change_to_executed_code_in_a_subpackage_changes_the_cache_key(tmp_pat
 
 
 def test_run_modules_follow_the_layers_and_probes():
-    plain = training.run_modules(TINY.replace(model="three_conv_net", model_kwargs={"batch_norm": True}))
-    assert set(training.CORE_MODULES) <= set(plain) and "shift" not in plain
+    """On the real package (whatever its layout): the engine's own modules always, the module of
+    each bnlib layer in the model, and nothing for a probe defined outside bnlib."""
+    plain = training.run_modules(TINY)
+    assert set(training.CORE_MODULES) <= set(plain)
     assert {"training.loop", "training.store", "training.config"} <= set(plain)
-    assert not any(m == "nn" or m.startswith("nn.") for m in plain)
-    noisy = training.run_modules(
-        TINY.replace(model="three_conv_net", model_kwargs={"norm": "noisy_batch"})
-    )
-    assert any(m.startswith(("shift", "nn")) for m in set(noisy) - set(plain))
-    ours = training.run_modules(TINY.replace(model="three_conv_net", model_kwargs={"norm": "bnlib_batch"}))
-    assert "nn" in ours and "shift" not in ours
-    probed = training.run_modules(TINY, probes=[Recorder()])
-    assert set(probed) == set(plain)  # the recorder lives in this test file, not in bnlib
+    for norm in ("noisy_batch", "bnlib_batch"):
+        config = TINY.replace(model_kwargs={"norm": norm})
+        layers = {type(m).__module__.removeprefix("bnlib.") for m in config.build_model().modules()
+                  if type(m).__module__.startswith("bnlib.")}
+        assert layers and layers <= set(training.run_modules(config))
+    assert set(training.run_modules(TINY, probes=[Recorder()])) == set(plain)
 
 
 def test_interrupted_write_leaves_no_file(cache_dir, monkeypatch):
