@@ -37,7 +37,6 @@ import torch
 from torch import nn
 
 from bnlib.data import load_hindi_digits
-from bnlib.experiment import article_config, seeds
 from bnlib.models import three_conv_net
 from bnlib.settings import available_cpus, torch_threads
 from bnlib.timing import interleaved, seconds
@@ -204,7 +203,8 @@ def measure_techniques(args, data) -> dict:
 def measure_comparison(args) -> dict:
     """``python -m bnlib.experiment --no-cache`` vs the plain loop's runs one after another."""
     full = subset(17_000, 3_000)
-    configs = [(batch_norm, seed) for batch_norm in MODELS.values() for seed in seeds(args.seeds)]
+    first = RunConfig().seed  # the article's seed, the first of the command's seeds
+    configs = [(batch_norm, first + i) for batch_norm in MODELS.values() for i in range(args.seeds)]
 
     def plain_all() -> None:
         with torch_threads(DEFAULT_THREADS):
@@ -222,7 +222,7 @@ def measure_comparison(args) -> dict:
     result = {"runs": len(configs), "epochs": args.epochs, "plain_threads": DEFAULT_THREADS,
               "plain_seconds": plain_s, "bnlib_seconds": bnlib_s, "speedup": ratio,
               "plain_images_per_s": images / plain_s, "bnlib_images_per_s": images / bnlib_s,
-              "engine": engine.choose_engine(article_config(True, epochs=args.epochs)),
+              "engine": engine.choose_engine(RunConfig(epochs=args.epochs)),
               "command": f"python -m bnlib.experiment --epochs {args.epochs} --seeds {args.seeds} "
                          "--no-cache"}
     print(f"whole comparison ({len(configs)} runs of {args.epochs} epochs of 17,000 images): "
