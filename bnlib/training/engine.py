@@ -33,12 +33,13 @@ __all__ = ["COMPILE_ENV", "MIN_COMPILED_IMAGES", "choose_engine", "compile_wante
 
 #: ``BNLIB_COMPILE=1`` asks for compiled training steps (default: eager).
 COMPILE_ENV = "BNLIB_COMPILE"
-#: Runs that train fewer images than this stay eager: compiling (about 4 s with a warm cache,
-#: 10-50 s cold) would cost more than it saves.
+#: Runs that train fewer images than this stay eager: compiling (2-6 s with a warm cache,
+#: 10-70 s cold, measured) would cost more than it saves.
 MIN_COMPILED_IMAGES = 60_000
 #: Layer types whose forward and backward inductor compiles to the same math as eager.
 SAFE_LAYERS = (nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.Flatten,
                nn.Linear, nn.Sigmoid, nn.GroupNorm, nn.Sequential)
+#: Images in the DHCD training split (a run without ``train_subset`` trains on all of them).
 TRAIN_IMAGES = 17_000
 
 
@@ -62,12 +63,14 @@ def compiler_available() -> bool:
 def choose_engine(config: RunConfig, probes: Sequence[StepProbe] = ()) -> str:
     """``"inductor"`` or ``"eager"`` for this run (see the module docstring); probes opt in
     to compilation with a true ``compile_safe`` attribute (they must not hook the forward)."""
+    if not compile_wanted():
+        return "eager"
     images = config.epochs * min(config.train_subset or TRAIN_IMAGES, TRAIN_IMAGES)
     safe = all(isinstance(m, SAFE_LAYERS) for m in config.build_model().modules())
     if (images < MIN_COMPILED_IMAGES or not safe
             or not all(getattr(p, "compile_safe", False) for p in probes)):
         return "eager"
-    return "inductor" if compile_wanted() and compiler_available() else "eager"
+    return "inductor" if compiler_available() else "eager"
 
 
 def compiled_forward(model: nn.Module) -> Callable[[Tensor], Tensor]:
