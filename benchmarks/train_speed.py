@@ -1,38 +1,24 @@
-"""Training speed of bnlib.training against the article's own data pipeline, measured in one run.
+"""Training speed of bnlib.training against the plain loop a competent PyTorch user writes.
 
-The article's pipeline decodes each image from its PNG file per sample (PIL), turns it into a
-tensor and batches it with a shuffled torch DataLoader (batch 32); after each epoch it evaluates
-the test images the same way (PNG files, DataLoader of 32). The model and optimizer are the same
-as bnlib's (the article's network, plain SGD, lr 0.001). It is measured with torch's default
-thread count and with one thread, and the faster of the two is the baseline.
+The plain loop: the images preloaded as tensors, the default memory format,
+``nn.CrossEntropyLoss``, ``zero_grad/backward/step`` with plain SGD (lr 0.001, batch 32,
+the same per-seed initial weights and data order), the test accuracy after each epoch.
+bnlib's run is the real :func:`bnlib.training.train`. Measured in one run, on a shared machine
+(load averages recorded), with :mod:`bnlib.timing` (interleaved, medians):
 
-bnlib.training (the real :func:`bnlib.training.train`, not a copy of it) preloads the images as
-one tensor, indexes a shuffled permutation, trains in the channels-last memory format and
-evaluates the test images 250 at a time. Its default is one torch thread per run (the same
-numbers however the run is launched); a lone run may use every core (``threads=``), which is
-faster but changes the last bits.
+1. the machine's peak: GFLOP/s of a 2048x2048 float32 matrix product on one thread;
+2. one run, per model (with / without BN), one thread each: images/s of whole epochs (training
+   and the test evaluation) of the plain loop and of bnlib, interleaved; the ratio; the FLOP
+   rate as a fraction of the peak (FLOPs of one training step counted by torch);
+3. each technique on its own, added to the plain loop's training steps: channels-last memory
+   format, no host sync per step, the multi-tensor SGD step; all three; and ``torch.compile``
+   on top of all three (with its compile time);
+4. the whole comparison: ``python -m bnlib.experiment --no-cache`` (both networks, --seeds
+   seeds, --epochs epochs, a fresh process: start-up included) against the plain loop running
+   the same configurations one after another at torch's default thread count (wall times).
 
-Both train on the same number of images, written as PNG files to a temporary folder from the
-data file (a train subset of --images and a test subset of --test-images). Measured:
-
-1. one run, per model (with / without BN): seconds per epoch (training and the test evaluation,
-   as both do every epoch; the second epoch, so that start-up costs are left out), as train
-   images per second, for the article's pipeline and for bnlib.training with one thread and
-   with every core, in --rounds interleaved rounds (medians reported);
-2. the steps between the two (training steps only, no evaluation): preloading, then the
-   channels-last memory format, and with --compile torch.compile (measured no faster than eager
-   for this small network here: +4% on one thread, slower on two, after 10-30 s of compiling,
-   so bnlib does not use it);
-3. the whole multi-seed comparison (2 models x --seeds seeds x --epochs epochs):
-   :func:`bnlib.training.run_many` over the cores (its wall time: worker start-up included)
-   against the article's pipeline running the same runs one after another, both timed for real;
-   and without run_many's start-up (timed as the same runs with 0 epochs), which is what the
-   ratio tends to for runs as long as the chapter's;
-4. the FLOP rate of bnlib's training step (FLOPs counted by torch's FlopCounterMode) as a
-   fraction of this machine's peak, measured with a large float32 matrix product on one thread.
-
-Usage: python benchmarks/train_speed.py [--images 3000] [--test-images 1000] [--seeds 2]
-       [--epochs 2] [--rounds 3] [--compile] [--json out.json]
+Usage: python benchmarks/train_speed.py [--images 4000] [--test-images 1000] [--rounds 5]
+       [--epochs 2] [--seeds 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -41,171 +27,91 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from bnlib.data import load_hindi_digits
 from bnlib.models import three_conv_net
-from bnlib.settings import available_cpus
-from bnlib.training import RunConfig, run_many, train
+from bnlib.settings import available_cpus, torch_threads
+from bnlib.timing import interleaved, seconds
+from bnlib.training import RunConfig, engine, train
 
 MODELS = {"with_bn": True, "without_bn": False}
+#: What each key of the JSON this script writes means (written into the JSON itself).
+GLOSSARY = {
+    "matmul_gflops_one_thread": "the peak: GFLOP/s of a 2048x2048 float32 matrix product on one "
+                                "thread, the better of a measurement before and one after the runs",
+    "one_run.<model>": "one run, one thread each, epochs of 'images' train images and 'test_images' "
+                       "test images: images/s (train images per second of a whole epoch, its test "
+                       "evaluation included) of the plain loop and of bnlib.training.train, the "
+                       "median per-round ratio 'speedup' (bnlib / plain), FLOPs of one training "
+                       "step per image (counted by torch) and each rate as a fraction of the peak",
+    "techniques.<name>": "training steps only, one thread: 'speedup' of the plain loop's steps "
+                         "with that technique over the steps named by 'over'",
+    "comparison": "wall time of 'command' (a fresh process; worker start-up included) against the "
+                  "plain loop running the same runs one after another on 'plain_threads' threads "
+                  "(torch's default); images/s over all runs; 'speedup' = plain / bnlib",
+    "load_average_before/after": "the machine's 1, 5 and 15-minute load averages",
+}
+DEFAULT_THREADS = torch.get_num_threads()
 
 
-# --------------------------------------------------------------------------- the article's pipeline
+# --------------------------------------------------------------------------- the plain loop
 
 
-class PngDigits(torch.utils.data.Dataset):
-    """The article's dataset: one PNG decoded per sample (PIL), to a float tensor in [0, 1]."""
-
-    def __init__(self, files: list[Path], labels: list[int]):
-        self.files, self.labels = files, labels
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int):
-        from PIL import Image
-
-        with Image.open(self.files[i]) as image:
-            pixels = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-        return torch.from_numpy(pixels).unsqueeze(0), self.labels[i]
-
-
-def write_pngs(folder: Path, split: str, count: int) -> PngDigits:
-    """``count`` digits of ``split`` (a fixed random subset) as PNG files under ``folder``."""
-    from PIL import Image
-
-    images, labels = load_hindi_digits(split)
-    keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:count]
-    files = []
-    for j, i in enumerate(keep.tolist()):
-        path = folder / split / f"digit_{int(labels[i])}" / f"{j}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((images[i, 0].numpy() * 255).round().astype(np.uint8)).save(path)
-        files.append(path)
-    return PngDigits(files, [int(labels[i]) for i in keep])
-
-
-def article_run(train_set: PngDigits, test_set: PngDigits, batch_norm: bool, seed: int,
-                epochs: int) -> list[float]:
-    """The article's training run: seconds of each epoch (training, then the test evaluation)."""
+def plain_run(data, batch_norm: bool, seed: int, epochs: int) -> float:
+    """The competent user's run: ``epochs`` epochs of training, each followed by the test
+    accuracy. Returns the seconds of the last epoch (training and test)."""
+    x, y, x_test, y_test = data
     torch.manual_seed(seed)
     model = three_conv_net(batch_norm)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.001)
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=32, shuffle=True)
-    test_loader = torch.utils.data.DataLoader(test_set, batch_size=32)
-    seconds = []
+    criterion = nn.CrossEntropyLoss()
+    shuffle = torch.Generator().manual_seed(seed + 2)
     for _ in range(epochs):
-        start = time.perf_counter()
+        started = time.perf_counter()
         model.train()
-        for inputs, targets in train_loader:
-            loss = nn.functional.cross_entropy(model(inputs), targets)
+        order = torch.randperm(len(x), generator=shuffle)
+        for start in range(0, len(x), 32):
+            batch = order[start : start + 32]
+            loss = criterion(model(x[batch]), y[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         model.eval()
-        correct = 0
         with torch.no_grad():
-            for inputs, targets in test_loader:
-                correct += int((model(inputs).argmax(1) == targets).sum())
-        seconds.append(time.perf_counter() - start)
-    return seconds
+            sum(int((model(x_test[s : s + 250]).argmax(1) == y_test[s : s + 250]).sum())
+                for s in range(0, len(x_test), 250))
+        last = time.perf_counter() - started
+    return last
 
 
-# --------------------------------------------------------------------------- bnlib.training
+def subset(images: int, test_images: int):
+    x, y = load_hindi_digits("train")
+    x_test, y_test = load_hindi_digits("test")
+    return x[:images], y[:images], x_test[:test_images], y_test[:test_images]
 
 
-def bnlib_config(args: argparse.Namespace, batch_norm: bool, seed: int = 0, epochs: int = 2) -> RunConfig:
-    return RunConfig(model_kwargs={"batch_norm": batch_norm}, epochs=epochs, seed=seed,
-                     train_subset=args.images, test_subset=args.test_images)
+# --------------------------------------------------------------------------- the peak and the FLOPs
 
 
-def bnlib_run(config: RunConfig, threads: int) -> list[float]:
-    """Seconds of each epoch of :func:`bnlib.training.train` (training and test evaluation)."""
-    return [record.seconds for record in train(config, progress=False, threads=threads).epochs]
-
-
-# --------------------------------------------------------------------------- training steps only
-
-
-def train_steps(model: nn.Module, batches, channels_last: bool = False) -> float:
-    """One pass of plain SGD over ``batches`` (no evaluation); returns images per second."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.001)
-    model.train()
-    count, start = 0, time.perf_counter()
-    for inputs, targets in batches:
-        if channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        loss = nn.functional.cross_entropy(model(inputs), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        count += len(targets)
-    return count / (time.perf_counter() - start)
-
-
-def preloaded_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int = 32, seed: int = 0):
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    for s in range(0, len(x), batch_size):
-        batch = order[s : s + batch_size]
-        yield x[batch], y[batch]
-
-
-def measure_steps(train_set: PngDigits, batch_norm: bool, try_compile: bool) -> dict:
-    """Images per second of training steps, from the article's loader towards bnlib's loop
-    (one thread throughout, so each step's gain is its own)."""
-    torch.set_num_threads(1)
-    results = {}
-    torch.manual_seed(0)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=32, shuffle=True)
-    results["png_loader"] = train_steps(three_conv_net(batch_norm), loader)
-    x = torch.stack([train_set[i][0] for i in range(len(train_set))])
-    y = torch.tensor(train_set.labels)
-    torch.manual_seed(0)
-    results["preloaded"] = train_steps(three_conv_net(batch_norm), preloaded_batches(x, y))
-    torch.manual_seed(0)
-    model = three_conv_net(batch_norm).to(memory_format=torch.channels_last)
-    xc = x.contiguous(memory_format=torch.channels_last)
-    results["preloaded_channels_last"] = train_steps(model, preloaded_batches(xc, y), True)
-    if try_compile:
-        try:
-            torch.manual_seed(0)
-            compiled = torch.compile(three_conv_net(batch_norm).to(memory_format=torch.channels_last))
-            start = time.perf_counter()
-            train_steps(compiled, preloaded_batches(xc[:64], y[:64]), True)  # compiles
-            results["compile_seconds"] = time.perf_counter() - start
-            results["preloaded_channels_last_compiled"] = train_steps(
-                compiled, preloaded_batches(xc, y), True
-            )
-        except Exception as error:  # no compiler toolchain, unsupported platform...
-            results["compile_error"] = f"{type(error).__name__}: {str(error)[:200]}"
-    return results
-
-
-# --------------------------------------------------------------------------- the machine's peak
-
-
-def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of an n x n float32 matrix product (best of ``repeats``)."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an n x n float32 matrix product on one thread (best of ``repeats``; a shared
+    machine lowers it, so the script measures it before and after the runs and keeps the best)."""
+    with torch_threads(1):
+        a, b = torch.randn(n, n), torch.randn(n, n)
         a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+        return 2 * n**3 / min(seconds(lambda: a @ b) for _ in range(repeats)) / 1e9
 
 
 def training_flops_per_image(batch_norm: bool) -> float:
-    """FLOPs of one training step (forward + backward) per image, counted by torch."""
+    """FLOPs of one training step (forward, cross-entropy, backward) per image, counted by torch."""
     from torch.utils.flop_counter import FlopCounterMode
 
     model = three_conv_net(batch_norm)
@@ -215,138 +121,159 @@ def training_flops_per_image(batch_norm: bool) -> float:
     return counter.get_total_flops() / 32
 
 
-# --------------------------------------------------------------------------- the report
+# --------------------------------------------------------------------------- 2. one run
 
 
-def measure_one_run(args, train_set: PngDigits, test_set: PngDigits, cpus: int) -> dict:
-    """Per model: train images per second of one epoch (the second of a run), article vs bnlib.
-
-    Each of the --rounds rounds times the article's pipeline and bnlib.training, at one thread
-    and at every core, one after the other; a quantity's value is its median over the rounds
-    and a ratio the median of the rounds' ratios, so a slow spell of a shared machine, which
-    hits one round, moves neither."""
-    thread_counts = sorted({1, cpus})
+def measure_one_run(args, data, peak: float) -> dict:
     report = {}
     for name, batch_norm in MODELS.items():
-        rounds = []
-        for _ in range(args.rounds):
-            rate = {}
-            for threads in thread_counts:
-                torch.set_num_threads(threads)
-                seconds = article_run(train_set, test_set, batch_norm, seed=0, epochs=2)[-1]
-                rate[f"article_{threads}_threads"] = args.images / seconds
-                seconds = bnlib_run(bnlib_config(args, batch_norm), threads)[-1]
-                rate[f"bnlib_{threads}_threads"] = args.images / seconds
-            best = max(rate[f"article_{t}_threads"] for t in thread_counts)
-            rate["speedup_one_thread"] = rate["bnlib_1_threads"] / best
-            rate["speedup_all_cores"] = rate[f"bnlib_{cpus}_threads"] / best
-            rate["speedup_same_threads"] = min(
-                rate[f"bnlib_{t}_threads"] / rate[f"article_{t}_threads"] for t in thread_counts)
-            rounds.append(rate)
-        r = {key: float(np.median([rate[key] for rate in rounds])) for key in rounds[0]}
-        r["article"] = max(r[f"article_{t}_threads"] for t in thread_counts)
-        r["article_threads"] = max(thread_counts, key=lambda t: r[f"article_{t}_threads"])
-        r["rounds"] = args.rounds
-        report[name] = r
-        print(f"{name}: article pipeline {r['article']:.0f} img/s (best of "
-              + ", ".join(f"{t} thread(s) {r[f'article_{t}_threads']:.0f}" for t in thread_counts)
-              + f"); bnlib.training 1 thread {r['bnlib_1_threads']:.0f} "
-              f"({r['speedup_one_thread']:.2f}x), {cpus} threads {r[f'bnlib_{cpus}_threads']:.0f} "
-              f"({r['speedup_all_cores']:.2f}x); with the same threads as the article, at least "
-              f"{r['speedup_same_threads']:.2f}x (medians of {args.rounds} rounds)", flush=True)
+        config = RunConfig(model_kwargs={"batch_norm": batch_norm}, epochs=2, seed=0,
+                           train_subset=args.images, test_subset=args.test_images)
+        with torch_threads(1):  # each timed by its second epoch (training and test)
+            plain_s, bnlib_s, ratio = interleaved(
+                lambda: plain_run(data, batch_norm, 0, 2),
+                lambda: train(config, progress=False, threads=1).epochs[-1].seconds,
+                args.rounds, warmup=1, timed_by_caller=True)
+        flops = training_flops_per_image(batch_norm)
+        r = report[name] = {
+            "plain_images_per_s": args.images / plain_s, "bnlib_images_per_s": args.images / bnlib_s,
+            "speedup": ratio, "train_flops_per_image": flops,
+            "bnlib_fraction_of_peak": flops * args.images / bnlib_s / 1e9 / peak,
+            "plain_fraction_of_peak": flops * args.images / plain_s / 1e9 / peak,
+            "engine": engine.choose_engine(config),
+        }
+        print(f"{name}: one run, one thread, {args.images} images + {args.test_images} test per "
+              f"epoch: plain loop {r['plain_images_per_s']:.0f} img/s "
+              f"({r['plain_fraction_of_peak']:.0%} of peak), bnlib {r['bnlib_images_per_s']:.0f} "
+              f"img/s ({r['bnlib_fraction_of_peak']:.0%} of peak): {ratio:.2f}x", flush=True)
     return report
 
 
-def measure_comparison(args, train_set: PngDigits, test_set: PngDigits, one_run: dict, cpus: int) -> dict:
-    """The whole comparison: run_many over the cores vs the article's runs one after another."""
-    configs = [bnlib_config(args, batch_norm, seed, args.epochs)
-               for batch_norm in MODELS.values() for seed in range(args.seeds)]
-    start = time.perf_counter()
-    run_many(configs, cache=False, progress=False)
-    bnlib_seconds = time.perf_counter() - start
-    # what run_many pays once, whatever the length of the runs: starting the worker processes
-    # (each imports torch and loads the data) - the same runs with 0 epochs
-    start = time.perf_counter()
-    run_many([config.replace(epochs=0) for config in configs], cache=False, progress=False)
-    startup_seconds = time.perf_counter() - start
+# --------------------------------------------------------------------------- 3. each technique
 
-    article_seconds = 0.0
-    for name, batch_norm in MODELS.items():
-        torch.set_num_threads(one_run[name]["article_threads"])
-        for seed in range(args.seeds):
-            start = time.perf_counter()
-            article_run(train_set, test_set, batch_norm, seed, args.epochs)
-            article_seconds += time.perf_counter() - start
-    result = {
-        "runs": len(configs), "epochs": args.epochs,
-        "bnlib_run_many_seconds": bnlib_seconds,
-        "article_sequential_seconds": article_seconds,
-        "speedup": article_seconds / bnlib_seconds,
-        "startup_seconds": startup_seconds,
-        # None when start-up is most of the time: the difference of two timings would be noise
-        "speedup_without_startup": (article_seconds / (bnlib_seconds - startup_seconds)
-                                    if bnlib_seconds > 2 * startup_seconds else None),
-        "note": "both timed for real: bnlib's run_many wall time (worker start-up included) and "
-                "the article's pipeline running the same runs one after another at its faster "
-                "thread count; without start-up: run_many's time minus that of the same runs "
-                "with 0 epochs, what the ratio tends to for long runs such as the chapter's",
-    }
-    print(f"whole comparison ({len(configs)} runs of {args.epochs} epochs): run_many "
-          f"{bnlib_seconds:.1f} s, the article's runs one after another {article_seconds:.1f} s: "
-          f"{result['speedup']:.2f}x; without run_many's {startup_seconds:.1f} s of start-up "
-          + (f"{result['speedup_without_startup']:.2f}x" if result["speedup_without_startup"]
-             else "(not measurable: the runs are too short, raise --images or --epochs)"),
-          flush=True)
+
+def steps(x, y, batch_norm: bool, channels_last=False, sync=True, foreach=False, compiled=False):
+    """A function running 20 training steps of the plain loop plus the techniques asked for."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    torch.manual_seed(0)
+    model = three_conv_net(batch_norm).to(memory_format=fmt)
+    x = x.contiguous(memory_format=fmt)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.001, foreach=foreach)
+    forward = engine.compiled_forward(model) if compiled else model
+    position, total = [0], torch.zeros(())
+
+    def twenty() -> None:
+        for _ in range(20):
+            start = position[0] = (position[0] + 32) % (len(x) - 32)
+            loss = nn.functional.cross_entropy(forward(x[start : start + 32]), y[start : start + 32])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if sync:
+                loss.item()  # the running loss a user prints
+            else:
+                total.add_(loss.detach())
+
+    return twenty
+
+
+def measure_techniques(args, data) -> dict:
+    x, y = data[0], data[1]
+    techniques = {"channels_last": {"channels_last": True}, "no_host_sync": {"sync": False},
+                  "foreach_sgd": {"foreach": True},
+                  "all_eager": {"channels_last": True, "sync": False, "foreach": True},
+                  "compiled": {"channels_last": True, "sync": False, "foreach": True, "compiled": True}}
+    report = {}
+    with torch_threads(1):
+        for name, options in techniques.items():
+            candidate = steps(x, y, True, **options)
+            compile_s = seconds(candidate) if options.get("compiled") else 0.0
+            base = "all_eager" if name == "compiled" else None
+            baseline = steps(x, y, True, **techniques[base]) if base else steps(x, y, True)
+            _, _, ratio = interleaved(baseline, candidate, args.rounds * 4, warmup=2)
+            report[name] = {"speedup": ratio, "over": base or "plain", "compile_seconds": compile_s}
+            print(f"technique {name}: {ratio:.2f}x over {base or 'the plain loop'}'s training steps"
+                  + (f" (compiling took {compile_s:.0f} s)" if compile_s else ""), flush=True)
+    return report
+
+
+# --------------------------------------------------------------------------- 4. the comparison
+
+
+def measure_comparison(args) -> dict:
+    """``python -m bnlib.experiment --no-cache`` vs the plain loop's runs one after another."""
+    full = subset(17_000, 3_000)
+    first = RunConfig().seed  # the article's seed, the first of the command's seeds
+    configs = [(batch_norm, first + i) for batch_norm in MODELS.values() for i in range(args.seeds)]
+
+    def plain_all() -> None:
+        with torch_threads(DEFAULT_THREADS):
+            for batch_norm, seed in configs:
+                plain_run(full, batch_norm, seed, args.epochs)
+
+    def bnlib_all() -> None:
+        with tempfile.TemporaryDirectory() as out:
+            subprocess.run([sys.executable, "-m", "bnlib.experiment", "--epochs", str(args.epochs),
+                            "--seeds", str(args.seeds), "--no-cache", "--quiet", "--out", out],
+                           check=True, env={**os.environ, "BNLIB_PROGRESS": "0"})
+
+    plain_s, bnlib_s, ratio = interleaved(plain_all, bnlib_all, args.comparison_rounds, warmup=0)
+    images = len(configs) * args.epochs * 17_000
+    result = {"runs": len(configs), "epochs": args.epochs, "plain_threads": DEFAULT_THREADS,
+              "plain_seconds": plain_s, "bnlib_seconds": bnlib_s, "speedup": ratio,
+              "plain_images_per_s": images / plain_s, "bnlib_images_per_s": images / bnlib_s,
+              "engine": engine.choose_engine(RunConfig(epochs=args.epochs)),
+              "command": f"python -m bnlib.experiment --epochs {args.epochs} --seeds {args.seeds} "
+                         "--no-cache"}
+    print(f"whole comparison ({len(configs)} runs of {args.epochs} epochs of 17,000 images): "
+          f"`{result['command']}` {bnlib_s:.1f} s ({result['bnlib_images_per_s']:.0f} img/s), "
+          f"the plain loop one run after another on {DEFAULT_THREADS} threads {plain_s:.1f} s "
+          f"({result['plain_images_per_s']:.0f} img/s): {ratio:.2f}x", flush=True)
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=3000, help="train images per epoch (default 3000)")
-    parser.add_argument("--test-images", type=int, default=1000,
-                        help="test images evaluated after each epoch (default 1000)")
-    parser.add_argument("--seeds", type=int, default=2, help="seeds per model in the comparison (default 2)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per run in the comparison (default 2)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds of the one-run measurement, medians reported (default 3)")
-    parser.add_argument("--compile", action="store_true",
-                        help="also measure torch.compile (tens of seconds of compiling; it did not pay here)")
+    parser.add_argument("--images", type=int, default=4000, help="train images per epoch in the one-run measurement")
+    parser.add_argument("--test-images", type=int, default=1000, help="test images after each epoch")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians reported)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run in the whole comparison")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per model in the whole comparison")
+    parser.add_argument("--comparison-rounds", type=int, default=1, help="rounds of the whole comparison")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
-    for option in ("images", "test_images", "seeds", "epochs", "rounds"):
+    for option in ("images", "test_images", "rounds", "epochs", "seeds", "comparison_rounds"):
         if getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be a positive integer")
-
-    cpus = available_cpus()
-    report = {"images": args.images, "test_images": args.test_images, "cpus": cpus,
-              "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-              "load_before": list(os.getloadavg())}
-    with tempfile.TemporaryDirectory() as folder:
-        train_set = write_pngs(Path(folder), "train", args.images)
-        test_set = write_pngs(Path(folder), "test", args.test_images)
-        report["one_run"] = measure_one_run(args, train_set, test_set, cpus)
-        report["steps"] = {}
-        for name, batch_norm in MODELS.items():
-            s = report["steps"][name] = measure_steps(train_set, batch_norm, args.compile)
-            print(f"{name}, training steps on one thread: PNG loader {s['png_loader']:.0f} img/s, "
-                  f"preloaded {s['preloaded']:.0f}, + channels_last {s['preloaded_channels_last']:.0f}"
-                  + (f", + torch.compile {s['preloaded_channels_last_compiled']:.0f} "
-                     f"(compiling took {s['compile_seconds']:.0f} s)"
-                     if "preloaded_channels_last_compiled" in s else ""), flush=True)
-        report["comparison"] = measure_comparison(args, train_set, test_set, report["one_run"], cpus)
-
-    peak_one = matmul_peak(1)
-    report["matmul_gflops"] = {"one_thread": peak_one, "all_threads": matmul_peak(cpus)}
-    for name, batch_norm in MODELS.items():
-        s = report["steps"][name]
-        flops = training_flops_per_image(batch_norm)
-        rate = flops * s["preloaded_channels_last"] / 1e9
-        s.update({"train_flops_per_image": flops, "train_gflops": rate,
-                  "fraction_of_one_thread_peak": rate / peak_one})
-        print(f"{name}: {flops / 1e6:.1f} MFLOP per image per training step, {rate:.1f} GFLOP/s on "
-              f"one thread = {rate / peak_one:.0%} of its float32 matrix-product peak "
-              f"({peak_one:.0f} GFLOP/s)")
-    report["load_after"] = list(os.getloadavg())
+    report = {"what": __doc__.split("\n\n")[0], "glossary": GLOSSARY, "cpus": available_cpus(), "torch": torch.__version__,
+              "machine": platform.processor() or platform.machine(),
+              "load_average_before": list(os.getloadavg()),
+              "settings": {k: getattr(args, k) for k in ("images", "test_images", "rounds", "epochs", "seeds")}}
+    peak = report["matmul_gflops_one_thread"] = matmul_peak()
+    print(f"peak: a 2048x2048 float32 matrix product runs at {peak:.0f} GFLOP/s on one thread", flush=True)
+    data = subset(args.images, args.test_images)
+    report["one_run"] = measure_one_run(args, data, peak)
+    report["techniques"] = measure_techniques(args, data)
+    report["comparison"] = measure_comparison(args)
+    report["load_average_after"] = list(os.getloadavg())
+    again = matmul_peak()
+    if again > peak:  # the fractions of the peak, against the better of the two measurements
+        for r in report["one_run"].values():
+            for key in ("bnlib_fraction_of_peak", "plain_fraction_of_peak"):
+                r[key] *= peak / again
+        report["matmul_gflops_one_thread"] = again
+    print(f"peak after the runs: {again:.0f} GFLOP/s; kept {report['matmul_gflops_one_thread']:.0f}")
+    peak = report["matmul_gflops_one_thread"]
+    print(f"\nmake bench, train_speed (load average {report['load_average_before'][0]:.1f} before, "
+          f"{report['load_average_after'][0]:.1f} after; peak {peak:.0f} GFLOP/s on one thread):")
+    for name, r in report["one_run"].items():
+        print(f"  per run, {name}, one thread each: bnlib {r['bnlib_images_per_s']:.0f} img/s "
+              f"({r['bnlib_fraction_of_peak']:.0%} of peak) vs the plain loop "
+              f"{r['plain_images_per_s']:.0f} img/s ({r['plain_fraction_of_peak']:.0%}): "
+              f"{r['speedup']:.2f}x")
+    c = report["comparison"]
+    print(f"  whole comparison: bnlib {c['bnlib_images_per_s']:.0f} img/s vs the plain loop "
+          f"{c['plain_images_per_s']:.0f} img/s on {c['plain_threads']} threads: {c['speedup']:.2f}x")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

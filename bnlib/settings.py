@@ -4,6 +4,8 @@
   build, quick checks). The published book is built without it, in the full setting.
 * ``BNLIB_PROGRESS=0``: no progress bars (the book build sets it, so pages hold no bar widgets).
 * ``BNLIB_CACHE_DIR``: where training results are cached (default ``~/.cache/bnlib``).
+* ``BNLIB_COMPILE=1``: training steps compiled by ``torch.compile`` where that is possible
+  (:mod:`bnlib.training.engine`; default eager, which measured as fast here).
 * ``BNLIB_WORKERS``: how many processes :func:`bnlib.training.run_many` may use (default
   :func:`default_workers`: the CPUs this process may use, fewer if memory is short).
 """

@@ -33,10 +33,12 @@ def seconds(step: Callable[[], object]) -> float:
 
 
 def interleaved(baseline: Callable[[], object], candidate: Callable[[], object], repeats: int,
-                warmup: int = 3) -> tuple[float, float, float]:
+                warmup: int = 3, timed_by_caller: bool = False) -> tuple[float, float, float]:
     """Median baseline time, median candidate time (s), median per-round ratio baseline/candidate.
 
     The two alternate which goes first in each round; ``warmup`` untimed rounds come first.
+    With ``timed_by_caller``, each call returns the seconds that count (for example the time of
+    its epochs, without its set-up) instead of being timed whole.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats}")
@@ -44,11 +46,12 @@ def interleaved(baseline: Callable[[], object], candidate: Callable[[], object],
         baseline()
         candidate()
     base, cand, ratios = [], [], []
+    timed = (lambda step: float(step())) if timed_by_caller else seconds
     for i in range(repeats):
         if i % 2 == 0:
-            b, c = seconds(baseline), seconds(candidate)
+            b, c = timed(baseline), timed(candidate)
         else:
-            c, b = seconds(candidate), seconds(baseline)
+            c, b = timed(candidate), timed(baseline)
         base.append(b)
         cand.append(c)
         ratios.append(b / c)

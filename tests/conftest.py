@@ -27,12 +27,10 @@ def _one_torch_thread():
     """Every test on one torch thread. The tensors are tiny: on a busy machine torch's kernels
     wait longer for a second thread than they compute (150 ms for an 8x3 batch norm), and no
     result depends on the thread count."""
-    import torch
+    from bnlib.settings import torch_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def toc_files() -> list[str]:

@@ -34,3 +34,12 @@ def test_benchmark_result_reads_the_json_or_says_none(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps({"ratio": 2.0}))
     assert timing.benchmark_result("x", tmp_path) == {"ratio": 2.0}
     assert timing.benchmark_result("missing", tmp_path) is None
+
+
+def test_interleaved_can_take_the_seconds_each_call_reports():
+    """A call that reports its own seconds (its epochs, not its set-up) is taken at its word."""
+    reported = iter([4.0, 1.0, 2.0, 1.0, 6.0, 2.0])
+    base, cand, ratio = timing.interleaved(lambda: next(reported), lambda: next(reported), 3,
+                                           warmup=0, timed_by_caller=True)
+    # rounds: (b=4, c=1), then candidate first (c=2, b=1), then (b=6, c=2)
+    assert (base, cand, ratio) == (4.0, 2.0, 3.0)

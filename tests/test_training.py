@@ -10,7 +10,8 @@ from torch import nn
 
 from bnlib import training
 from bnlib.models import ARTICLE_TRACKED_WEIGHTS
-from bnlib.training import History, RunConfig
+from bnlib.settings import torch_threads
+from bnlib.training import History, RunConfig, code, engine, parallel, store
 
 TINY = RunConfig(
     model_kwargs={"batch_norm": True}, epochs=2, batch_size=32, train_subset=96, test_subset=100,
@@ -60,10 +61,8 @@ def test_probes_are_called_once_per_step_and_train_mode_is_restored():
 @pytest.fixture
 def one_thread():
     """The reference computations below use one thread, like the runs (same rounding)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    with torch_threads(1):
+        yield
 
 
 @pytest.mark.parametrize("optimizer, momentum", [("sgd", 0.0), ("momentum", 0.9)])
@@ -149,7 +148,7 @@ def test_cache_hit_miss_on_config_and_code_change(cache_dir, monkeypatch):
     assert hit.cached and hit.rows() == first.rows()
     assert not training.run(config.replace(lr=0.002), progress=False).cached
     assert not training.run(config, probes=[Recorder()], progress=False).cached  # probe key counts
-    monkeypatch.setattr(training, "code_version", lambda *modules: "edited bnlib")
+    monkeypatch.setattr(code, "code_version", lambda *modules: "edited bnlib")
     assert not training.run(config, progress=False).cached
 
 
@@ -163,29 +162,87 @@ def test_the_thread_count_has_its_own_cache_entry(cache_dir):
     assert training.run(config, progress=False, threads=1).rows() == one.rows()
 
 
-def test_code_version_hashes_code_not_documentation(tmp_path, monkeypatch):
-    fake_package = tmp_path / "bnlib"
-    fake_package.mkdir()
-    for module in training.CODE_MODULES:
-        (fake_package / f"{module}.py").write_text(f'"""{module}."""\nx = 1\n')
-    monkeypatch.setattr(training, "__file__", str(fake_package / "training.py"))
-    before = training.code_version()
-    (fake_package / "nn.py").write_text('"""nn, documented anew."""\n# a comment\nx = 1\n')
-    assert training.code_version() == before
-    (fake_package / "nn.py").write_text('"""nn."""\nx = 2\n')
-    assert training.code_version() != before
-    assert training.code_version(("training",)) != training.code_version(("training", "nn"))
+def write_package(root, files: dict) -> None:
+    """A fake bnlib under ``root``: ``{"training/loop.py": "x = 1", ...}``."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+FAKE = {
+    "__init__.py": "",
+    "models.py": "from bnlib.nn import batchnorm\n",
+    "nn/__init__.py": '"""Layers."""\nfrom .batchnorm import BatchNorm2d\n',
+    "nn/batchnorm.py": '"""Batch norm."""\nfrom . import functional as F\nclass BatchNorm2d:\n    pass\n',
+    "nn/functional.py": '"""The math."""\ndef batch_norm(x):\n    return x\n',
+    "nn/ghost.py": "x = 1\n",
+    "training/__init__.py": "from bnlib.training.loop import train\n",
+    "training/loop.py": "from ..settings import torch_threads\n",
+    "settings.py": "x = 1\n",
+    "probes/__init__.py": "from .base import Probe\n",
+    "probes/base.py": "x = 1\n",
+    "experiments/ics.py": "from bnlib.probes.base import x\n",
+}
+
+
+def test_imports_are_followed_through_packages_and_relative_imports(tmp_path):
+    write_package(tmp_path, FAKE)
+    found = code.module_imports("nn", FAKE["nn/__init__.py"], tmp_path)
+    assert found == {"nn.batchnorm"}
+    assert code.module_imports("nn.batchnorm", FAKE["nn/batchnorm.py"], tmp_path) == {"nn", "nn.functional"}
+    assert code.module_imports("training.loop", FAKE["training/loop.py"], tmp_path) == {"settings"}
+    assert code.module_imports("experiments.ics", FAKE["experiments/ics.py"], tmp_path) == {"probes.base"}
+    assert code.module_path("nn", tmp_path) == tmp_path / "nn" / "__init__.py"
+    assert code.module_path("nn.absent", tmp_path) is None
+
+
+def test_code_version_hashes_code_not_documentation(tmp_path):
+    write_package(tmp_path, FAKE)
+    modules = ("models", "nn", "nn.batchnorm", "nn.functional")
+    before = code.code_version(modules, tmp_path)
+    write_package(tmp_path, {"nn/functional.py": '"""The math, documented anew."""\n# a comment\n'
+                                                 'def batch_norm(x):\n    """Identity."""\n    return x\n'})
+    assert code.code_version(modules, tmp_path) == before
+    write_package(tmp_path, {"nn/functional.py": "def batch_norm(x):\n    return 2 * x\n"})
+    assert code.code_version(modules, tmp_path) != before
+    assert code.code_version(("models",), tmp_path) != code.code_version(modules, tmp_path)
+
+
+def test_a_change_to_executed_code_in_a_subpackage_changes_the_cache_key(tmp_path, monkeypatch):
+    """The run's layer lives in a subpackage module; the math it calls in a sibling module
+    reached by a relative import: editing either re-runs, editing an unrelated module or a
+    docstring does not."""
+    write_package(tmp_path, FAKE)
+    monkeypatch.setattr(code, "PACKAGE_DIR", tmp_path)
+    layer = type("BatchNorm2d", (nn.Module,), {"__module__": "bnlib.nn.batchnorm"})
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), layer())
+    modules = code.run_modules(model)
+    assert {"nn", "nn.batchnorm", "nn.functional", "training", "training.loop", "settings",
+            "models", "__init__"} <= set(modules)
+    assert "nn.ghost" not in modules and "experiments.ics" not in modules
+    before = code.code_version(modules)
+    write_package(tmp_path, {"nn/ghost.py": "x = 2\n", "nn/batchnorm.py": FAKE["nn/batchnorm.py"]
+                             .replace('"""Batch norm."""', '"""Batch norm, better told."""')})
+    assert code.code_version(code.run_modules(model)) == before
+    write_package(tmp_path, {"nn/functional.py": "def batch_norm(x):\n    return x + 0\n"})
+    assert code.code_version(code.run_modules(model)) != before
+    write_package(tmp_path, {"nn/functional.py": FAKE["nn/functional.py"], "training/loop.py": "y = 1\n"})
+    assert code.code_version(code.run_modules(model)) != before
 
 
 def test_run_modules_follow_the_layers_and_probes():
-    plain = training.run_modules(TINY.replace(model="three_conv_net", model_kwargs={"batch_norm": True}))
-    assert set(training.CORE_MODULES) <= set(plain) and "shift" not in plain and "nn" not in plain
-    noisy = training.run_modules(
-        TINY.replace(model="three_conv_net", model_kwargs={"norm": "noisy_batch"})
-    )
-    assert "nn" in noisy  # NoisyBatchNorm moved to bnlib.nn
-    ours = training.run_modules(TINY.replace(model="three_conv_net", model_kwargs={"norm": "bnlib_batch"}))
-    assert "nn" in ours and "shift" not in ours
+    """On the real package (whatever its layout): the engine's own modules always, the module of
+    each bnlib layer in the model, and nothing for a probe defined outside bnlib."""
+    plain = training.run_modules(TINY)
+    assert set(training.CORE_MODULES) <= set(plain)
+    assert {"training.loop", "training.store", "training.config"} <= set(plain)
+    for norm in ("noisy_batch", "bnlib_batch"):
+        config = TINY.replace(model_kwargs={"norm": norm})
+        layers = {type(m).__module__.removeprefix("bnlib.") for m in config.build_model().modules()
+                  if type(m).__module__.startswith("bnlib.")}
+        assert layers and layers <= set(training.run_modules(config))
+    assert set(training.run_modules(TINY, probes=[Recorder()])) == set(plain)
 
 
 def test_interrupted_write_leaves_no_file(cache_dir, monkeypatch):
@@ -194,7 +251,7 @@ def test_interrupted_write_leaves_no_file(cache_dir, monkeypatch):
     def power_cut(fd):
         raise OSError("simulated power cut during the write")
 
-    monkeypatch.setattr(training.os, "fsync", power_cut)
+    monkeypatch.setattr(store.os, "fsync", power_cut)
     with pytest.raises(OSError, match="power cut"):
         training.run(config, progress=False)
     assert [p for p in cache_dir.rglob("*") if p.is_file()] == []
@@ -208,21 +265,97 @@ def test_run_many_refuses_a_bad_worker_count(cache_dir):
 def test_run_many_takes_its_worker_count_from_the_environment(cache_dir, monkeypatch):
     # one worker: the runs go one after another in this process, with no process pool
     monkeypatch.setenv("BNLIB_WORKERS", "1")
-    monkeypatch.setattr(training, "ProcessPoolExecutor", None)  # would fail if a pool were made
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", None)  # would fail if a pool were made
     histories = training.run_many([TINY.replace(seed=s) for s in (1, 2)], progress=False)
     assert [h.config.seed for h in histories] == [1, 2]
 
 
 def test_run_many_matches_run_and_fills_the_cache(cache_dir):
     configs = [TINY.replace(epochs=1, seed=s) for s in (1, 2)]
-    version = training.code_version()
+    version = training.code_version(training.run_modules(configs[0]))
     parallel = training.run_many(configs, workers=2, progress=False)
     assert [h.config for h in parallel] == configs
     for config, history in zip(configs, parallel):
         alone = training.train(config, progress=False)  # in this process, bit-identical
         assert without_seconds(alone) == without_seconds(history)
-    if training.code_version() != version:
+    if training.code_version(training.run_modules(configs[0])) != version:
         pytest.skip("bnlib's source was edited during the test, so the cache rightly missed")
     for config in configs:
         assert training.run(config, progress=False).cached
     assert all(h.cached for h in training.run_many(configs, progress=False))
+
+
+def test_the_engine_is_eager_unless_asked_and_for_short_runs_unsafe_layers_and_probes(monkeypatch):
+    long = TINY.replace(epochs=100, train_subset=None)
+    monkeypatch.setattr(engine, "compiler_available", lambda: True)
+    monkeypatch.delenv(engine.COMPILE_ENV, raising=False)
+    assert engine.choose_engine(long) == "eager"
+    monkeypatch.setenv(engine.COMPILE_ENV, "1")
+    assert engine.choose_engine(TINY) == "eager"  # 192 images: compiling would not pay
+    assert engine.choose_engine(long) == "inductor"
+    assert engine.choose_engine(long, [Recorder()]) == "eager"  # may hook the forward
+    safe = Recorder()
+    safe.compile_safe = True
+    assert engine.choose_engine(long, [safe]) == "inductor"
+    noisy = long.replace(model_kwargs={"norm": "noisy_batch"})
+    assert engine.choose_engine(noisy) == "eager"
+    monkeypatch.setattr(engine, "compiler_available", lambda: False)
+    assert engine.choose_engine(long) == "eager"
+    assert training.cache_key(long) != training.cache_key(long.replace(seed=1))
+
+
+def test_the_engine_choice_is_part_of_the_cache_key(monkeypatch):
+    long = TINY.replace(epochs=100, train_subset=None)
+    monkeypatch.setenv(engine.COMPILE_ENV, "1")
+    monkeypatch.setattr(engine, "compiler_available", lambda: False)
+    eager_key = training.cache_key(long)
+    monkeypatch.setattr(engine, "compiler_available", lambda: True)
+    assert training.cache_key(long) != eager_key
+
+
+@pytest.mark.skipif(not engine.compiler_available(), reason="no C++ compiler for inductor")
+def test_the_compiled_step_computes_the_eager_step(monkeypatch, tmp_path):
+    """One training step's loss and gradients, compiled and eager, in float64 (where the order
+    of the sums does not show at torch's default tolerance)."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    torch.manual_seed(0)
+    model = TINY.build_model().double().to(memory_format=torch.channels_last)
+    x = torch.rand(32, 1, 32, 32, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (32,))
+    results = []
+    for forward in (model, engine.compiled_forward(model)):
+        loss = nn.functional.cross_entropy(forward(x), y)
+        loss.backward()
+        results.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
+        model.zero_grad(set_to_none=True)
+    for compiled, eager in zip(*results[::-1]):
+        torch.testing.assert_close(compiled, eager)
+
+
+@pytest.mark.skipif(not engine.compiler_available(), reason="no C++ compiler for inductor")
+def test_a_compiled_run_compiles_once(monkeypatch, tmp_path):
+    """The last, smaller batch of each epoch and the evaluations run eagerly: the second epoch
+    compiles nothing new, and the run before its first step is the eager run's."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    config = TINY.replace(train_subset=80)  # batches of 32, 32 and 16
+    eager = training.train(config, progress=False)
+    monkeypatch.setattr(engine, "MIN_COMPILED_IMAGES", 0)
+    monkeypatch.setenv(engine.COMPILE_ENV, "1")
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    compiled = training.train(config, progress=False)
+    assert (eager.engine, compiled.engine) == ("eager", "inductor")
+    assert compiled.initial == eager.initial
+
+
+def test_the_ledger_counts_trained_and_cached_runs(cache_dir):
+    config = TINY.replace(epochs=1)
+    training.run(config, progress=False)
+    size = (cache_dir / store.LEDGER).stat().st_size
+    training.run(config, progress=False)
+    training.run(config.replace(seed=3), progress=False)
+    assert store.outcome_counts() == {"trained": 2, "cached": 1}
+    assert store.outcome_counts(since=size) == {"trained": 1, "cached": 1}
+    assert store.outcome_counts(cache_dir / "elsewhere") == {}
