@@ -35,10 +35,20 @@ def machine(result: Mapping | None) -> str:
     """``"torch 2.13.0+cpu, 2 CPUs, load 1.5 before and 1.6 after"``, as far as recorded."""
     parts = [f"torch {v}" for v in [lookup(result, "torch")] if v]
     parts += [f"{v} CPUs" for v in [lookup(result, "cpus")] if v]
-    before, after = lookup(result, "load_before", 0), lookup(result, "load_after", 0)
+    before = _first_present(result, ("load_average_before", 0), ("load_before", 0))
+    after = _first_present(result, ("load_average_after", 0), ("load_after", 0))
     if before is not None and after is not None:
         parts.append(f"load {before:.1f} before and {after:.1f} after")
     return ", ".join(parts) or "machine not recorded"
+
+
+def _first_present(result: Mapping | None, *paths: tuple) -> Any:
+    """The value at the first of ``paths`` that ``result`` holds, else ``None``."""
+    for path in paths:
+        value = lookup(result, *path)
+        if value is not None:
+            return value
+    return None
 
 
 def layer_rows(result: Mapping | None) -> list[dict]:
@@ -60,24 +70,18 @@ def fold_rows(result: Mapping | None) -> list[dict]:
 
 
 def training_rows(result: Mapping | None) -> list[dict]:
-    """``benchmarks/train_speed.py``, per model: train images per second of an image-file
-    pipeline (PNG decoded per sample, at its faster thread count) and of bnlib on one core,
-    the speed-up (median of the rounds' ratios), the share of the file pipeline's one-core
-    training time that went to decoding the files, and bnlib's training step as a fraction of
-    a one-core matrix product's speed."""
-    rows = []
-    for name, run in (lookup(result, "one_run") or {}).items():
-        png = lookup(result, "steps", name, "png_loader")
-        preloaded = lookup(result, "steps", name, "preloaded")
-        rows.append(_present({
-            "model": name,
-            "PNG img/s": lookup(run, "article"),
-            "bnlib img/s": lookup(run, "bnlib_1_threads"),
-            "speed-up": lookup(run, "speedup_one_thread"),
-            "decoding": 1 - png / preloaded if png and preloaded else None,
-            "of peak": lookup(result, "steps", name, "fraction_of_one_thread_peak"),
-        }))
-    return rows
+    """``benchmarks/train_speed.py``, per model: train images per second (an epoch with its
+    test evaluation, one thread) of the plain loop a PyTorch user writes and of bnlib, the
+    speed-up (median of the rounds' ratios), and each one's arithmetic as a fraction of a
+    one-core matrix product's speed measured in the same run."""
+    return [_present({
+        "model": name,
+        "plain img/s": lookup(run, "plain_images_per_s"),
+        "bnlib img/s": lookup(run, "bnlib_images_per_s"),
+        "speed-up": lookup(run, "speedup"),
+        "plain of peak": lookup(run, "plain_fraction_of_peak"),
+        "bnlib of peak": lookup(run, "bnlib_fraction_of_peak"),
+    }) for name, run in (lookup(result, "one_run") or {}).items()]
 
 
 def _block(title: str, result: Mapping | None, rows: list[dict], formats: dict) -> str:
@@ -106,51 +110,46 @@ def fold_table(result: Mapping | None) -> str:
 
 
 def training_table(result: Mapping | None) -> str:
-    """:func:`training_rows` as a narrow text table, with the whole comparison's speed-up
-    over the cores when it was recorded."""
-    formats = {"model": "", "PNG img/s": ",.0f", "bnlib img/s": ",.0f", "speed-up": ".2f",
-               "decoding": ".0%", "of peak": ".0%"}
+    """:func:`training_rows` as a narrow text table, with the matrix-product peak and the whole
+    comparison when they were recorded."""
+    formats = {"model": "", "plain img/s": ",.0f", "bnlib img/s": ",.0f", "speed-up": ".2f",
+               "plain of peak": ".0%", "bnlib of peak": ".0%"}
     rows = training_rows(result)
-    text = _block("Training the article's network: a PNG pipeline and bnlib on one core",
+    text = _block("Training the article's network on one core: a plain loop and bnlib",
                   result, rows, formats)
-    runs, speedup = lookup(result, "comparison", "runs"), lookup(result, "comparison", "speedup")
+    peak = lookup(result, "matmul_gflops_one_thread")
+    if rows and peak:
+        text += f"\npeak: a 2048x2048 matrix product at {peak:.0f} GFLOP/s on one core"
     if rows:
         text += ("\nspeed-up: the median over rounds of each round's ratio (not the ratio of"
                  "\nthe median rates)")
-    if runs and speedup:
-        text += (f"\n{runs} runs spread over the cores: {speedup:.2f}x as fast as the PNG "
-                 "pipeline\nrunning them one after another")
+    comparison = lookup(result, "comparison") or {}
+    if comparison.get("speedup") and comparison.get("runs"):
+        text += (f"\n{comparison['runs']} runs over worker processes: "
+                 f"{comparison['speedup']:.2f}x as fast as the plain loop running them"
+                 f"\none after another on {comparison.get('plain_threads', 'all')} threads")
     return text
 
 
 def training_sentence(result: Mapping | None, model: str = "with_bn") -> str:
     """What training the article's network costs with bnlib, measured, in words; each clause
     only if its numbers were recorded, and a plain sentence if nothing was."""
-    one, steps = lookup(result, "one_run", model), lookup(result, "steps", model)
-    rate, speedup = lookup(one, "bnlib_1_threads"), lookup(one, "speedup_one_thread")
-    png, preloaded = lookup(steps, "png_loader"), lookup(steps, "preloaded")
-    peak = lookup(steps, "fraction_of_one_thread_peak")
-    if not (rate or speedup or (png and preloaded) or peak):
+    one = lookup(result, "one_run", model)
+    rate, speedup = lookup(one, "bnlib_images_per_s"), lookup(one, "speedup")
+    share, peak = lookup(one, "bnlib_fraction_of_peak"), lookup(result, "matmul_gflops_one_thread")
+    if not (rate or speedup or share):
         return ("The training speed has not been measured here "
                 "(benchmarks/train_speed.py measures it).")
     cpus = lookup(result, "cpus")
     where = f"on a machine with {cpus} cores" if cpus else "on the benchmark's machine"
     first = [f"one run with BN trained {rate:,.0f} images per second on one core"] if rate else []
     if speedup:
-        threads = lookup(one, "article_threads")
-        at = f", running with {threads} threads, its faster setting" if threads else ""
-        first.append(f"{speedup:.1f} times as fast as a pipeline that decodes every image "
-                     f"from its file in every epoch, as the article's notebook does{at}")
+        first.append(f"{speedup:.2f} times the rate of a plain PyTorch training loop (images "
+                     "already in memory, the default memory format) on the same core")
     sentences = [f"Measured by benchmarks/train_speed.py {where}, " + ", ".join(first) + "."
                  if first else ""]
-    second = []
-    if png and preloaded:
-        second.append(f"decoding the files was {1 - png / preloaded:.0%} of that pipeline's "
-                      "training time on one core")
-    if peak:
-        second.append(f"the network's own arithmetic ran at {peak:.0%} of the speed of a large "
-                      "matrix product on the same core")
-    if second:
-        text = "; ".join(second)
-        sentences.append(text[0].upper() + text[1:] + ".")
+    if share:
+        of = f" ({peak:.0f} GFLOP/s, measured in the same run)" if peak else ""
+        sentences.append(f"Its arithmetic ran at {share:.0%} of the speed of a large matrix "
+                         f"product on the same core{of}.")
     return " ".join(s for s in sentences if s)

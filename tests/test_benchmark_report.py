@@ -8,10 +8,11 @@ from bnlib.timing import benchmark_result
 
 SPEED = {
     "cpus": 2,
-    "one_run": {"with_bn": {"article": 600.0, "article_threads": 2, "bnlib_1_threads": 900.0,
-                            "speedup_one_thread": 1.5}},
-    "steps": {"with_bn": {"png_loader": 700.0, "preloaded": 1000.0,
-                          "fraction_of_one_thread_peak": 0.46}},
+    "matmul_gflops_one_thread": 110.0,
+    "one_run": {"with_bn": {"plain_images_per_s": 600.0, "bnlib_images_per_s": 900.0,
+                            "speedup": 1.5, "plain_fraction_of_peak": 0.31,
+                            "bnlib_fraction_of_peak": 0.46}},
+    "comparison": {"runs": 4, "speedup": 0.8, "plain_threads": 2},
 }
 
 
@@ -28,27 +29,28 @@ def test_training_sentence_with_every_number():
     text = report.training_sentence(SPEED)
     assert "on a machine with 2 cores" in text
     assert "900 images per second on one core" in text
-    assert "1.5 times as fast" in text and "with 2 threads" in text
-    assert "Decoding the files was 30% of" in text  # 1 - 700/1000
-    assert "46% of the speed of a large matrix product" in text
+    assert "1.50 times the rate of a plain PyTorch training loop" in text
+    assert "46% of the speed of a large matrix product" in text and "110 GFLOP/s" in text
 
 
 def test_training_sentence_leaves_out_what_is_missing():
-    partial = {"one_run": {"with_bn": {"bnlib_1_threads": 900.0}}}
+    partial = {"one_run": {"with_bn": {"bnlib_images_per_s": 900.0}}}
     text = report.training_sentence(partial)
-    assert "900 images per second" in text and "times as fast" not in text
-    assert "benchmark's machine" in text and "ecoding" not in text
-    peak_only = report.training_sentence({"steps": {"with_bn": {
-        "fraction_of_one_thread_peak": 0.5}}})
-    assert peak_only.startswith("The network's own arithmetic ran at 50%")
+    assert "900 images per second" in text and "times the rate" not in text
+    assert "benchmark's machine" in text and "matrix product" not in text
+    peak_only = report.training_sentence({"one_run": {"with_bn": {
+        "bnlib_fraction_of_peak": 0.5}}})
+    assert peak_only.startswith("Its arithmetic ran at 50%") and "GFLOP/s" not in peak_only
     for nothing in (None, {}, {"one_run": {}}):
         assert "has not been measured" in report.training_sentence(nothing)
 
 
 def test_rows_leave_missing_cells_out():
     rows = report.training_rows(SPEED)
-    assert rows == [{"model": "with_bn", "PNG img/s": 600.0, "bnlib img/s": 900.0,
-                     "speed-up": 1.5, "decoding": pytest.approx(0.3), "of peak": 0.46}]
+    assert rows == [{"model": "with_bn", "plain img/s": 600.0, "bnlib img/s": 900.0,
+                     "speed-up": 1.5, "plain of peak": 0.31, "bnlib of peak": 0.46}]
+    text = report.training_table(SPEED)
+    assert "110 GFLOP/s" in text and "4 runs over worker processes: 0.80x as fast" in text
     assert report.training_rows({"one_run": {"with_bn": {}}}) == [{"model": "with_bn"}]
     assert report.layer_rows({"results": [{"threads": 1, "shape": [32, 16, 8, 8]}]}) == [
         {"threads": 1, "shape": "32x16x8x8"}]
@@ -65,6 +67,8 @@ def test_machine():
     assert report.machine({"torch": "2.13", "cpus": 2, "load_before": [1.3],
                            "load_after": [1.5]}) == (
         "torch 2.13, 2 CPUs, load 1.3 before and 1.5 after")
+    assert report.machine({"load_average_before": [2.0, 1.0], "load_average_after": [3.0]}) == (
+        "load 2.0 before and 3.0 after")
     assert report.machine(None) == "machine not recorded"
 
 
