@@ -219,26 +219,16 @@ class BatchRenorm2d(_BatchNorm):
     _input_dims = (4,)
     _shape_help = "(N, C, H, W)"
 
-    def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        device=None,
-        dtype=None,
-        *,
-        bias: bool = True,
-        rmax: float = 3.0,
-        dmax: float = 5.0,
-    ) -> None:
-        if not track_running_stats:
+    def __init__(self, num_features: int, *args, rmax: float = 3.0, dmax: float = 5.0,
+                 **kwargs) -> None:
+        """``num_features`` and the other arguments as :class:`BatchNorm2d`'s, then ``rmax``
+        and ``dmax``."""
+        super().__init__(num_features, *args, **kwargs)
+        if not self.track_running_stats:
             raise ValueError(
                 "BatchRenorm2d corrects batch statistics towards running statistics, so it needs "
                 "track_running_stats=True (use BatchNorm2d without running statistics instead)"
             )
-        super().__init__(num_features, eps, momentum, affine, True, device, dtype, bias=bias)
         self.rmax = rmax
         self.dmax = dmax
 
