@@ -193,7 +193,12 @@ def batch_norm_forward(
 
 
 def batch_norm_backward(dy: np.ndarray, cache: NormCache) -> Grads:
-    """``(dx, dgamma, dbeta)`` of batch norm; ``dy`` has the shape of ``y``."""
+    """``(dx, dgamma, dbeta)`` of batch norm; ``dy`` has the shape of ``y``.
+
+    The cache records the axes of the statistics and of the parameters, so this one function is
+    also the backward pass of layer, instance and group norm (:func:`layer_norm_backward`,
+    :func:`instance_norm_backward` and :func:`group_norm_backward` are other names for it).
+    """
     return _affine_norm_backward(dy, cache)
 
 
@@ -206,11 +211,6 @@ def layer_norm_forward(
     return _affine_norm_forward(x, gamma, beta, eps, axes=axes, param_axes=(0,))
 
 
-def layer_norm_backward(dy: np.ndarray, cache: NormCache) -> Grads:
-    """``(dx, dgamma, dbeta)`` of layer norm."""
-    return _affine_norm_backward(dy, cache)
-
-
 def instance_norm_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, NormCache]:
@@ -218,11 +218,6 @@ def instance_norm_forward(
     _check_ndim(x, 3, "instance_norm_forward")
     spatial = tuple(range(2, np.ndim(x)))
     return _affine_norm_forward(x, gamma, beta, eps, axes=spatial, param_axes=(0, *spatial))
-
-
-def instance_norm_backward(dy: np.ndarray, cache: NormCache) -> Grads:
-    """``(dx, dgamma, dbeta)`` of instance norm."""
-    return _affine_norm_backward(dy, cache)
 
 
 def group_norm_forward(
@@ -247,9 +242,8 @@ def group_norm_forward(
     return _affine_norm_forward(x, gamma, beta, eps, axes, param_axes, view_shape)
 
 
-def group_norm_backward(dy: np.ndarray, cache: NormCache) -> Grads:
-    """``(dx, dgamma, dbeta)`` of group norm."""
-    return _affine_norm_backward(dy, cache)
+#: The backward passes of the other normalisations: :func:`batch_norm_backward` itself.
+layer_norm_backward = instance_norm_backward = group_norm_backward = batch_norm_backward
 
 
 # --- checking a backward pass ---------------------------------------------------------------------
