@@ -1,5 +1,5 @@
 # The two commands of the README: `make book` and `make test`. Each creates .venv first
-# (from requirements.txt, again whenever requirements.txt or pyproject.toml change).
+# (from requirements.txt, again whenever requirements.txt, pyproject.toml or setup.py change).
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +11,7 @@ export BNLIB_CACHE_DIR ?= $(CURDIR)/_build/bnlib-cache
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
