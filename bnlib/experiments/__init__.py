@@ -33,8 +33,9 @@ def plain(value: Any) -> Any:
 
 
 def glue_findings(findings: Mapping[str, Any], prefix: str = "") -> None:
-    """Glue every entry of a ``findings`` dict for the chapter's prose, in one call:
-    ``{glue:text}`<prefix><name>:.1%``` then shows it. Values must be numbers or strings."""
+    """Glue every entry of a ``findings`` dict for the chapter's prose, in one call; the prose
+    shows an entry with the ``glue:text`` role and its name (``<prefix><name>``), optionally
+    with a format spec. Values must be numbers or strings."""
     from myst_nb import glue
 
     for name, value in findings.items():
