@@ -100,7 +100,8 @@ def test_noisy_bn_in_eval_mode_is_deterministic_torch_bn():
 
 
 def test_noisy_mlp_of_the_models_module_runs():
-    models = pytest.importorskip("bnlib.models")
+    from bnlib import models
+
     model = models.sigmoid_mlp(norm="noisy_batch", hidden=(6, 5), in_features=4, classes=3)
     assert sum(isinstance(m, NoisyBatchNorm) for m in model.modules()) == 2
     assert model(torch.randn(7, 4)).shape == (7, 3)
