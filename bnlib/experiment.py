@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 import os
 import sys
@@ -29,6 +30,7 @@ from bnlib.experiments.hindi_digits import (
     summary,
 )
 from bnlib.training import History
+from bnlib.training.store import atomic_write_text
 
 __all__ = ["CSV_COLUMNS", "build_parser", "main", "write_csv", "write_figures"]
 
@@ -42,19 +44,13 @@ CSV_COLUMNS = ("model", "seed", "epoch", "train_loss", "train_accuracy", "test_l
 def write_csv(results: Mapping[str, Sequence[History]], path: str | os.PathLike) -> Path:
     """One row per model, seed and epoch (:data:`CSV_COLUMNS`); written atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            for name, histories in results.items():
-                for history in histories:
-                    writer.writerows(history.rows(model=name, seed=history.config.seed))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for name, histories in results.items():
+        for history in histories:
+            writer.writerows(history.rows(model=name, seed=history.config.seed))
+    atomic_write_text(path, text.getvalue())
     return path
 
 
