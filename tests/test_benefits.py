@@ -156,16 +156,24 @@ def test_steps_to():
     assert v.steps_to([0, 10, 20], [0.1, 0.6, 0.85], 0.9) is None
 
 
-@pytest.mark.parametrize("args,verdict", [
-    ((1.0, 0.1, False), HOLDS),
-    ((1.0, 0.1, True), CONDITION),
-    ((0.1, 0.1, False), NOT_HERE),        # tie
-    ((0.03, 0.1, False), NOT_HERE),
-    ((None, 0.1, False), NOT_HERE),
-    ((0.1, None, True), CONDITION),       # only BN trains at all
+# Synthetic sweeps: rate -> final test accuracy per seed (0.9 trains, 0.1 does not).
+OK, BAD = [0.9, 0.9], [0.1, 0.9]
+
+
+@pytest.mark.parametrize("bn,plain,verdict", [
+    ({0.01: OK, 0.1: OK, 1.0: OK}, {0.01: OK, 0.1: OK, 1.0: BAD}, HOLDS),
+    # BN's largest is larger, but it fails above it: not "at every rate"
+    ({0.01: OK, 0.1: OK, 1.0: BAD}, {0.01: OK, 0.1: BAD, 1.0: BAD}, CONDITION),
+    # fails below its largest rate only: the rule as written counts every rate of the sweep
+    ({0.01: BAD, 0.1: OK, 1.0: OK}, {0.01: OK, 0.1: BAD, 1.0: BAD}, CONDITION),
+    ({0.01: OK, 0.1: OK, 1.0: BAD}, {0.01: OK, 0.1: OK, 1.0: BAD}, NOT_HERE),   # a tie
+    ({0.01: OK, 0.1: BAD, 1.0: BAD}, {0.01: OK, 0.1: OK, 1.0: BAD}, NOT_HERE),  # smaller
+    ({0.01: BAD, 0.1: BAD}, {0.01: OK, 0.1: BAD}, NOT_HERE),                     # BN never trains
+    ({0.01: OK, 0.1: OK}, {0.01: BAD, 0.1: BAD}, HOLDS),                         # only BN trains
+    ({0.01: OK, 0.1: BAD}, {0.01: BAD, 0.1: BAD}, CONDITION),
 ])
-def test_learning_rate_verdict(args, verdict):
-    assert v.learning_rate_verdict(*args) == verdict
+def test_learning_rate_verdict(bn, plain, verdict):
+    assert v.learning_rate_verdict(bn, plain) == verdict
 
 
 @pytest.mark.parametrize("args,verdict", [
@@ -188,12 +196,36 @@ def test_init_verdict(args, verdict):
     assert v.init_verdict(*args) == verdict
 
 
-@pytest.mark.parametrize("args,verdict", [
-    ((24, 6, 24), HOLDS), ((12, 6, 24), CONDITION), ((24, None, 24), HOLDS),
-    ((12, 12, 24), NOT_HERE), ((None, 6, 24), NOT_HERE), ((6, 12, 24), NOT_HERE),
+@pytest.mark.parametrize("bn,plain,verdict", [
+    ({3: OK, 6: OK, 12: OK}, {3: OK, 6: BAD, 12: BAD}, HOLDS),
+    ({3: OK, 6: OK, 12: BAD}, {3: OK, 6: BAD, 12: BAD}, CONDITION),
+    # deepest trains but a shallower depth does not: not "at every depth tried"
+    ({3: BAD, 6: OK, 12: OK}, {3: OK, 6: BAD, 12: BAD}, CONDITION),
+    ({3: OK, 6: OK, 12: OK}, {3: BAD, 6: BAD, 12: BAD}, HOLDS),     # the plain stack never trains
+    ({3: OK, 6: BAD, 12: BAD}, {3: OK, 6: BAD, 12: BAD}, NOT_HERE),  # a tie
+    ({3: BAD, 6: BAD, 12: BAD}, {3: OK, 6: BAD, 12: BAD}, NOT_HERE),
+    ({3: OK, 6: BAD, 12: BAD}, {3: OK, 6: OK, 12: BAD}, NOT_HERE),
 ])
-def test_depth_verdict(args, verdict):
-    assert v.depth_verdict(*args) == verdict
+def test_depth_verdict(bn, plain, verdict):
+    assert v.depth_verdict(bn, plain) == verdict
+
+
+def test_deepest_trainable():
+    assert v.deepest_trainable({3: OK, 6: BAD, 12: OK}) == 12
+    assert v.deepest_trainable({3: BAD}) is None
+
+
+def test_dropout_variance_ratio_against_sampling():
+    """The closed form against dropout applied to samples: a zero-mean unit gives 1/keep; a
+    ReLU of a unit Gaussian (mean 1/sqrt(2 pi), variance 1/2 - 1/(2 pi)) about 2.47."""
+    assert v.dropout_variance_ratio(0.5, 0.0, 1.0) == pytest.approx(2.0)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(2_000_000, generator=generator, dtype=torch.float64))
+    kept = torch.rand(x.shape, generator=generator, dtype=torch.float64) < 0.5
+    measured = float((x * kept / 0.5).var() / x.var())
+    predicted = v.dropout_variance_ratio(0.5, 1 / math.sqrt(2 * math.pi), 0.5 - 1 / (2 * math.pi))
+    assert predicted == pytest.approx(2.467, abs=1e-3)
+    assert measured == pytest.approx(predicted, rel=0.01)  # sampling error ~0.2% at 2e6
 
 
 @pytest.mark.parametrize("args,verdict", [
@@ -241,7 +273,8 @@ TINY = dataclasses.replace(benefits.QUICK, seeds=(0, 1), sweep_rates=(0.001, 0.1
 
 
 def synthetic_results(bn_accuracy: float = 0.95) -> benefits.Results:
-    """Results as if measured: BN trains everywhere and faster, the plain net fails at 1.0."""
+    """Results as if measured: BN trains from 0.1 up (not at 0.001) and faster, the plain net
+    fails at 1.0."""
     steps = [0, 10, 20, 30]
     curve = {True: [0.1, 0.5, 0.92, 0.95], False: [0.1, 0.3, 0.6, 0.91]}
     sweep = {n: {lr: {"accuracy": [acc, acc], "diverged": [acc < 0.2] * 2, "steps": steps,
@@ -282,7 +315,8 @@ def test_findings_of_a_synthetic_outcome():
     assert f["fails_at_plain"] == "1" and f["fails_at_bn"] == "none"
     assert f["divergence_plain"] == "first fails at rate 1"
     assert f["divergence_bn"] == "still trains at the largest rate of the sweep"
-    assert f["verdict_lr"] == HOLDS
+    # BN's 0.3 at the smallest rate is below "trains": the rule counts every rate of the sweep
+    assert f["verdict_lr"] == CONDITION
     assert f["steps_tuned_bn"] == "20" and f["steps_tuned_plain"] == "30"
     assert f["steps_article_bn"] == "20"
     assert f["verdict_speed"] == HOLDS and f["tuned_word"] == "needs fewer steps than"
@@ -315,7 +349,9 @@ def test_findings_when_nothing_trains_without_bn():
     f = benefits.findings(r)
     assert f["largest_lr_plain"] == "none"
     assert f["divergence_plain"] == "trains at no rate of the sweep"
-    assert f["verdict_lr"] == HOLDS
+    assert f["verdict_lr"] == CONDITION  # BN does not train at 0.001 either
+    r.sweep["with_bn"][0.001]["accuracy"] = [0.9, 0.9]
+    assert benefits.findings(r)["verdict_lr"] == HOLDS
 
 
 def test_findings_when_a_seed_misses_the_target_or_the_rate_is_missing():

@@ -32,7 +32,8 @@ from bnlib import models, prose
 from bnlib.data import load_hindi_digits
 from bnlib.experiments.benefits_verdicts import (
     CONDITION, HOLDS, NOT_HERE, TRAINS_ACCURACY, VERDICTS, convergence_verdict, cost_verdict,
-    depth_verdict, divergence_text, dropout_verdict, gradient_verdict, init_verdict,
+    deepest_trainable, depth_verdict, divergence_text, dropout_variance_ratio, dropout_verdict,
+    gradient_verdict, init_verdict,
     largest_trainable, learning_rate_verdict, mean_sd, rate_text, rates_text,
     regularisation_verdict, speed_words, steps_text, steps_to, trains,
 )
@@ -352,8 +353,8 @@ def _learning_rates(r: Results, f: dict) -> dict:
                      for curve in entry["test_accuracy"]]
             found[tag][when], f[f"steps_{when}_{tag}"] = steps_text(steps)
     bn, plain = found["bn"], found["plain"]
-    f["verdict_lr"] = learning_rate_verdict(bn["largest"], plain["largest"],
-                                            bn["fails"] is not None)
+    f["verdict_lr"] = learning_rate_verdict(
+        *({lr: e["accuracy"] for lr, e in r.sweep[n].items()} for n in ("with_bn", "without_bn")))
     f["verdict_speed"] = convergence_verdict(bn["tuned"], plain["tuned"], bn["article"],
                                              plain["article"])
     f["tuned_word"] = speed_words(bn["tuned"], plain["tuned"])
@@ -370,9 +371,9 @@ def _init_and_depth(r: Results, f: dict) -> dict:
         f[f"init_worst_{tag}"] = min(statistics.fmean(a) for a in r.init[n].values())
         best = {d: max(by_rate.values(), key=statistics.fmean)
                 for d, by_rate in r.depth[n].items()}
-        good = [d for d, accuracies in best.items() if trains(accuracies)]
-        deepest[tag] = max(good) if good else None
-        f[f"deepest_{tag}"] = str(deepest[tag]) if good else "none"
+        deepest[tag] = best
+        deepest_depth = deepest_trainable(best)
+        f[f"deepest_{tag}"] = "none" if deepest_depth is None else str(deepest_depth)
         f[f"acc_deepest_{tag}"], f[f"sd_deepest_{tag}"] = mean_sd(best[max(s.depths)])
         norms = r.gradients[n][max(s.depths)]
         orders[tag] = math.log10(max(norms) / min(norms))
@@ -381,7 +382,7 @@ def _init_and_depth(r: Results, f: dict) -> dict:
         f[f"grad_word_{tag}"] = prose.comparison(norms[0], norms[-1], "smaller", "larger",
                                                  "neither smaller nor larger")
     f["verdict_init"] = init_verdict(counts["bn"], counts["plain"], len(s.init_scales))
-    f["verdict_depth"] = depth_verdict(deepest["bn"], deepest["plain"], max(s.depths))
+    f["verdict_depth"] = depth_verdict(deepest["bn"], deepest["plain"])
     f["verdict_gradients"] = gradient_verdict(orders["bn"], orders["plain"])
     return f
 
@@ -406,6 +407,11 @@ def _regularisation_and_cost(r: Results, f: dict) -> dict:
         f[f"shift_{variant}"] = _behind_dropout(reg[variant]["shift"])
         f[f"ratio_{variant}"] = _behind_dropout(reg[variant]["ratio"])
     f["gap_spread"] = max(f["gap_sd_bn"], f["gap_sd_plain"])
+    keep = 1 - VARIANTS["dropout"]["dropout"]
+    relu_mean, relu_var = 1 / math.sqrt(2 * math.pi), 0.5 - 1 / (2 * math.pi)  # ReLU of N(0, 1)
+    f["keep"], f["relu_mean_sq_over_var"] = keep, relu_mean ** 2 / relu_var
+    f["dropout_ratio_centred"] = dropout_variance_ratio(keep, 0.0, 1.0)
+    f["dropout_ratio_relu"] = dropout_variance_ratio(keep, relu_mean, relu_var)
     f["verdict_regularisation"] = regularisation_verdict(
         f["gap_bn"], f["gap_plain"], f["test_bn"], f["test_dropout"], f["gap_spread"])
     f["verdict_dropout"] = dropout_verdict(

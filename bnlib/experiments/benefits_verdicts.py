@@ -15,7 +15,8 @@ from bnlib.prose import comparison
 
 __all__ = [
     "COST_SHARE", "CONDITION", "GRADIENT_ORDERS", "HOLDS", "NOT_HERE", "SPEEDUP_MARGIN",
-    "TRAINS_ACCURACY", "VERDICTS", "convergence_verdict", "cost_verdict", "depth_verdict",
+    "TRAINS_ACCURACY", "VERDICTS", "convergence_verdict", "cost_verdict", "deepest_trainable",
+    "depth_verdict", "dropout_variance_ratio",
     "dropout_verdict", "gradient_verdict", "init_verdict", "largest_trainable",
     "learning_rate_verdict", "mean_sd", "regularisation_verdict", "steps_to", "trains",
     "divergence_text", "rate_text", "rates_text", "speed_words", "steps_text",
@@ -62,13 +63,16 @@ def steps_to(steps: Sequence[int], accuracy: Sequence[float], target: float) -> 
     return next((s for s, a in zip(steps, accuracy) if a >= target), None)
 
 
-def learning_rate_verdict(largest_bn: float | None, largest_plain: float | None,
-                          bn_fails_in_sweep: bool) -> str:
-    """"Higher learning rates without risk of divergence": BN trains at a larger rate than the
-    network without (holds; with a condition if BN too fails at some rate of the sweep)."""
+def learning_rate_verdict(bn: Mapping[float, Sequence[float]],
+                          plain: Mapping[float, Sequence[float]]) -> str:
+    """"Higher learning rates without risk of divergence", from rate -> final test accuracies
+    per seed of each network: BN's largest rate that trains (:func:`trains`) is larger than the
+    plain network's; holds if BN also trains at every rate of the sweep, with a condition if it
+    fails to train at some rate (any rate, below or above its largest)."""
+    largest_bn, largest_plain = largest_trainable(bn)[0], largest_trainable(plain)[0]
     if largest_bn is None or (largest_plain is not None and largest_bn <= largest_plain):
         return NOT_HERE
-    return CONDITION if bn_fails_in_sweep else HOLDS
+    return HOLDS if all(trains(accuracies) for accuracies in bn.values()) else CONDITION
 
 
 def _faster(bn_steps: float, plain_steps: float) -> bool:
@@ -93,12 +97,21 @@ def init_verdict(trained_bn: int, trained_plain: int, scales: int) -> str:
     return HOLDS if trained_bn == scales else CONDITION
 
 
-def depth_verdict(deepest_bn: int | None, deepest_plain: int | None, deepest_tried: int) -> str:
-    """"Makes deeper networks trainable": BN trains deeper than the plain stack (holds if
-    at every depth tried; with a condition if not at the deepest)."""
+def deepest_trainable(by_depth: Mapping[int, Sequence[float]]) -> int | None:
+    """The largest depth at which every seed trains (``None``: none), from depth -> final test
+    accuracies per seed (each depth at its best rate)."""
+    good = [depth for depth, accuracies in by_depth.items() if trains(accuracies)]
+    return max(good) if good else None
+
+
+def depth_verdict(bn: Mapping[int, Sequence[float]], plain: Mapping[int, Sequence[float]]) -> str:
+    """"Makes deeper networks trainable", from depth -> final test accuracies per seed of each
+    network: BN's deepest stack that trains is deeper than the plain one's; holds if BN trains
+    at every depth tried, with a condition if it fails at some depth."""
+    deepest_bn, deepest_plain = deepest_trainable(bn), deepest_trainable(plain)
     if deepest_bn is None or (deepest_plain is not None and deepest_bn <= deepest_plain):
         return NOT_HERE
-    return HOLDS if deepest_bn == deepest_tried else CONDITION
+    return HOLDS if all(trains(accuracies) for accuracies in bn.values()) else CONDITION
 
 
 def gradient_verdict(orders_bn: float, orders_plain: float) -> str:
@@ -135,6 +148,13 @@ def cost_verdict(train_share: float, folded_share: float) -> str:
     if train_share < COST_SHARE:
         return NOT_HERE
     return HOLDS if folded_share >= COST_SHARE else CONDITION
+
+
+def dropout_variance_ratio(keep: float, mean: float, var: float) -> float:
+    """Var_train / Var_test of a unit right behind inverted dropout that keeps it with
+    probability ``keep`` (scaling kept values by 1/keep), for a unit of ``mean`` and ``var``:
+    (1/keep) (1 + (1 - keep) mean**2 / var). 1/keep for a zero-mean unit."""
+    return (1 + (1 - keep) * mean ** 2 / var) / keep
 
 
 # --------------------------------------------------------------------------- words
