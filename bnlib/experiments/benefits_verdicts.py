@@ -135,8 +135,9 @@ def regularisation_verdict(gap_bn: float, gap_plain: float, test_bn: float,
 
 def dropout_verdict(shift_before: float, shift_after: float, test_before: float,
                     test_after: float) -> str:
-    """"Dropout before BN is harmful" (Li et al.): the variance shift behind dropout exceeds the
-    one with dropout after BN (holds if it also costs test accuracy; else with a condition)."""
+    """Li et al.'s claim that dropout before BN harms it: the variance shift behind dropout
+    exceeds the one with dropout after BN (holds if it also costs test accuracy; else with a
+    condition)."""
     if shift_before <= shift_after:
         return NOT_HERE
     return HOLDS if test_before < test_after else CONDITION
