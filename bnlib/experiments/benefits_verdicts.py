@@ -15,8 +15,9 @@ from bnlib.prose import comparison
 
 __all__ = [
     "COST_SHARE", "CONDITION", "GRADIENT_ORDERS", "HOLDS", "NOT_HERE", "SPEEDUP_MARGIN",
-    "TRAINS_ACCURACY", "VERDICTS", "convergence_verdict", "cost_verdict", "deepest_trainable",
-    "depth_verdict", "dropout_variance_ratio",
+    "TRAINS_ACCURACY", "VERDICTS", "confirmation_text", "convergence_verdict", "cost_verdict",
+    "deepest_trainable",
+    "depth_verdict",
     "dropout_verdict", "gradient_verdict", "init_verdict", "largest_trainable",
     "learning_rate_verdict", "mean_sd", "regularisation_verdict", "steps_to", "trains",
     "divergence_text", "rate_text", "rates_text", "speed_words", "steps_text",
@@ -151,14 +152,14 @@ def cost_verdict(train_share: float, folded_share: float) -> str:
     return HOLDS if folded_share >= COST_SHARE else CONDITION
 
 
-def dropout_variance_ratio(keep: float, mean: float, var: float) -> float:
-    """Var_train / Var_test of a unit right behind inverted dropout that keeps it with
-    probability ``keep`` (scaling kept values by 1/keep), for a unit of ``mean`` and ``var``:
-    (1/keep) (1 + (1 - keep) mean**2 / var). 1/keep for a zero-mean unit."""
-    return (1 + (1 - keep) * mean ** 2 / var) / keep
-
-
 # --------------------------------------------------------------------------- words
+
+
+def confirmation_text(original: str, fresh: str) -> str:
+    """How a rule's verdict on data it has not seen compares with its first verdict."""
+    if original == fresh:
+        return "gives the same verdict"
+    return f"gives a different verdict, *{fresh}*"
 
 
 def rate_text(lr: float | None, none: str) -> str:

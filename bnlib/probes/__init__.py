@@ -19,7 +19,10 @@ from bnlib.probes.statistics import FirstLayerStatisticsProbe
 from bnlib.probes.weights import FinalWeightsProbe, model_from_history, train_model
 
 # Dropout before BN: the variance shift (chapter 06)
-from bnlib.probes.variance_shift import VarianceShiftProbe, variance_shift
+from bnlib.probes.variance_shift import (
+    DropoutVarianceProbe, VarianceShiftProbe, dropout_variance, dropout_variance_ratio,
+    variance_shift,
+)
 
 __all__ = [
     "Probe",
@@ -39,6 +42,9 @@ __all__ = [
     "model_from_history",
     "train_model",
     # Dropout before BN: the variance shift (chapter 06)
+    "DropoutVarianceProbe",
     "VarianceShiftProbe",
+    "dropout_variance",
+    "dropout_variance_ratio",
     "variance_shift",
 ]

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from bnlib.probes.base import Probe
 
-__all__ = ["VarianceShiftProbe", "variance_shift"]
+__all__ = ["DropoutVarianceProbe", "VarianceShiftProbe", "dropout_variance",
+           "dropout_variance_ratio", "variance_shift"]
 
 
 def variance_shift(model: nn.Module, images: Tensor) -> list[dict]:
@@ -64,6 +65,70 @@ class VarianceShiftProbe(Probe):
     def after_step(self, step: int, model: nn.Module, inputs: Tensor, targets: Tensor) -> None:
         if step == self.at_step:
             self._layers = variance_shift(model, self.images)
+            self._step = step
+
+    def result(self) -> dict:
+        return {"step": self._step, "layers": self._layers}
+
+
+def dropout_variance_ratio(keep: float, mean: float | Tensor, var: float | Tensor):
+    """Var_train / Var_test of a unit right behind inverted dropout that keeps it with
+    probability ``keep`` (kept values scaled by 1/keep), for a unit of ``mean`` and ``var``:
+    (1/keep) (1 + (1 - keep) mean**2 / var); 1/keep for a zero-mean unit."""
+    return (1 + (1 - keep) * mean ** 2 / var) / keep
+
+
+def dropout_variance(model: nn.Module, images: Tensor, seed: int = 0) -> list[dict]:
+    """Per ``nn.Dropout`` layer of ``model`` (in module order), the variance right behind it:
+    its input is taken in eval mode on ``images``, dropped once in training mode (a mask drawn
+    with ``seed``) and compared with itself undropped, per channel (over N, H, W):
+
+    ``measured`` (mean over channels of Var_train / Var_test) and ``predicted`` (mean over
+    channels of :func:`dropout_variance_ratio` with the channel's own mean and biased
+    variance). Channels without variance (a ReLU that is always 0) are left out. The model is
+    left in eval mode."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    seen: dict[int, Tensor] = {}
+    hooks = [layer.register_forward_pre_hook(
+        lambda module, args, i=i: seen.__setitem__(i, args[0].detach()))
+        for i, layer in enumerate(layers)]
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    generator, out = torch.Generator().manual_seed(seed), []
+    for i, layer in enumerate(layers):
+        x, keep = seen[i].double(), 1 - layer.p
+        dropped = x * (torch.rand(x.shape, generator=generator, dtype=x.dtype) < keep) / keep
+        axes = [0] + list(range(2, x.dim()))
+        mean, var = x.mean(dim=axes), x.var(dim=axes, unbiased=False)
+        live = var > 0
+        measured = dropped.var(dim=axes, unbiased=False)[live] / var[live]
+        predicted = dropout_variance_ratio(keep, mean[live], var[live])
+        out.append({"measured": float(measured.mean()), "predicted": float(predicted.mean()),
+                    "channels": int(live.sum())})
+    return out
+
+
+@dataclasses.dataclass
+class DropoutVarianceProbe(Probe):
+    """Measures :func:`dropout_variance` on ``images`` once, after optimizer step ``at_step``
+    (give the run's last step). ``result()``: ``{"step", "layers": [per-layer dicts]}``."""
+
+    images: Tensor
+    at_step: int
+    name: str = "dropout_variance"
+
+    def start(self, model: nn.Module) -> None:
+        self._layers: list[dict] = []
+        self._step: int | None = None
+
+    def after_step(self, step: int, model: nn.Module, inputs: Tensor, targets: Tensor) -> None:
+        if step == self.at_step:
+            self._layers = dropout_variance(model, self.images)
             self._step = step
 
     def result(self) -> dict:
