@@ -33,11 +33,11 @@ from bnlib.data import load_hindi_digits
 from bnlib.experiments.benefits_verdicts import (
     CONDITION, HOLDS, NOT_HERE, TRAINS_ACCURACY, VERDICTS, convergence_verdict, cost_verdict,
     deepest_trainable, depth_verdict, divergence_text, dropout_verdict, gradient_verdict,
-    init_verdict,
-    largest_trainable, learning_rate_verdict, mean_sd, rate_text, rates_text,
+    init_verdict, largest_trainable, learning_rate_verdict, rate_text, rates_text,
     confirmation_text, regularisation_verdict, speed_words, steps_text, steps_to, trains,
 )
 from bnlib.probes import DropoutVarianceProbe, VarianceShiftProbe, dropout_variance_ratio
+from bnlib.seeds import summarize, tolerance
 from bnlib.settings import full_or_quick, torch_threads
 from bnlib.training import History, RunConfig, run_many
 
@@ -369,7 +369,8 @@ def _learning_rates(r: Results, f: dict) -> dict:
         best = best_rate(r.sweep[n])
         largest, fails = largest_trainable(by_rate)
         f[f"best_lr_{tag}"] = best
-        f[f"best_acc_{tag}"], f[f"best_sd_{tag}"] = mean_sd(by_rate[best])
+        best_runs = summarize(by_rate[best])
+        f[f"best_acc_{tag}"], f[f"best_sd_{tag}"] = best_runs.mean, best_runs.sd
         f[f"largest_lr_{tag}"] = rate_text(largest, "none")
         f[f"fails_at_{tag}"] = rate_text(fails, "none")
         f[f"divergence_{tag}"] = divergence_text(largest, fails)
@@ -405,7 +406,8 @@ def _init_and_depth(r: Results, f: dict) -> dict:
         deepest[tag] = best
         deepest_depth = deepest_trainable(best)
         f[f"deepest_{tag}"] = "none" if deepest_depth is None else str(deepest_depth)
-        f[f"acc_deepest_{tag}"], f[f"sd_deepest_{tag}"] = mean_sd(best[max(s.depths)])
+        deepest_runs = summarize(best[max(s.depths)])
+        f[f"acc_deepest_{tag}"], f[f"sd_deepest_{tag}"] = deepest_runs.mean, deepest_runs.sd
         norms = r.gradients[n][max(s.depths)]
         orders[tag] = math.log10(max(norms) / min(norms))
         f[f"grad_orders_{tag}"] = orders[tag]
@@ -429,17 +431,19 @@ def _regularisation(reg: Mapping[str, Mapping], tag: str = "") -> dict:
     """Claim 5 from one set of regularisation runs (train/test gap, dropout, variance shift);
     every key ends in ``tag`` ("" for the first seeds, "_fresh" for the confirmation)."""
     f: dict = {}
+    gaps = {}
     for variant, entry in reg.items():
-        f[f"test_{variant}{tag}"], f[f"test_sd_{variant}{tag}"] = mean_sd(entry["test"])
+        test = summarize(entry["test"])
+        gaps[variant] = summarize(a - b for a, b in zip(entry["train"], entry["test"]))
+        f[f"test_{variant}{tag}"], f[f"test_sd_{variant}{tag}"] = test.mean, test.sd
         f[f"train_{variant}{tag}"] = statistics.fmean(entry["train"])
         f[f"gap_{variant}{tag}"] = f[f"train_{variant}{tag}"] - f[f"test_{variant}{tag}"]
         f[f"gap_points_{variant}{tag}"] = 100 * f[f"gap_{variant}{tag}"]
-        f[f"gap_sd_{variant}{tag}"] = mean_sd([a - b for a, b in zip(entry["train"],
-                                                                      entry["test"])])[1]
+        f[f"gap_sd_{variant}{tag}"] = gaps[variant].sd
     for variant in ("bn", "dropout_before_bn", "dropout_after_bn"):
         f[f"shift_{variant}{tag}"] = _behind_dropout(reg[variant]["shift"])
         f[f"ratio_{variant}{tag}"] = _behind_dropout(reg[variant]["ratio"])
-    f[f"gap_spread{tag}"] = max(f[f"gap_sd_bn{tag}"], f[f"gap_sd_plain{tag}"])
+    f[f"gap_spread{tag}"] = tolerance(gaps["bn"], gaps["plain"])
     f[f"gap_spread_points{tag}"] = 100 * f[f"gap_spread{tag}"]
     f[f"verdict_regularisation{tag}"] = regularisation_verdict(
         f[f"gap_bn{tag}"], f[f"gap_plain{tag}"], f[f"test_bn{tag}"], f[f"test_dropout{tag}"],
