@@ -152,3 +152,17 @@ def test_every_value_of_the_findings_can_be_glued():
     for name, value in E.findings(_synthetic_results(0.05)).items():
         plain(value)  # raises for anything glue cannot show
         assert isinstance(name, str)
+
+
+def test_chapter_glues_only_names_the_findings_hold_and_cites_wu_and_he_as_published():
+    import re
+    from pathlib import Path
+
+    chapter = Path(__file__).resolve().parent.parent / "book" / "04_variants.md"
+    f = E.findings(_synthetic_results(0.05))
+    glued = set(re.findall(r"\{glue:text\}`([A-Za-z0-9_]+)", chapter.read_text()))
+    assert glued <= set(f), sorted(glued - set(f))
+    # Wu & He 2018: Table 2 (instance norm), Section 4.2 and Table 6 (COCO, against frozen BN)
+    assert f["wh_in"] == 28.4
+    assert (f["wh_coco_c4_box"], f["wh_coco_c4_mask"]) == (1.1, 0.8)
+    assert (f["wh_coco_fpn_long_box"], f["wh_coco_fpn_long_mask"]) == (2.2, 1.6)
