@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bnlib.settings import full_or_quick
-from bnlib.variants import BA_2016_TABLE
+from bnlib.experiments.variant_identities import BA_2016_TABLE
 
 if TYPE_CHECKING:
     from bnlib.training import RunConfig
@@ -345,7 +345,7 @@ def _experiment_findings(results: Mapping[str, Any]) -> dict:
 def findings(results: Mapping[str, Any]) -> dict:
     """The numbers and words chapter 04 glues, from ``results``: ``identities`` and
     ``namesakes`` (name -> largest difference), ``differences`` (from
-    :func:`bnlib.variants.invariance_differences`), and the output of :func:`run`.
+    :func:`bnlib.experiments.variant_identities.invariance_differences`), and the output of :func:`run`.
 
     Fractions stay fractions (the prose formats them as percentages); the cited numbers of
     :data:`WU_HE_2018` and :data:`IOFFE_2017_SCHEDULE` are included under ``wh_*`` and
