@@ -23,9 +23,12 @@ place it inside a MyST ``{table}`` directive::
 from __future__ import annotations
 
 import html
+import numbers
 import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from bnlib.prose import number
 
 __all__ = ["Table", "glue_table", "table"]
 
@@ -117,14 +120,23 @@ def table(
 
     Args:
         rows: one mapping per row; a row without a column shows an empty cell.
-        formats: column key -> format spec (``".2%"``, ``"d"``, ``""`` for ``str()``), in order.
+        formats: column key -> format spec (``".2%"``, ``"d"``, ``""`` for ``str()``), in order;
+            a number that rounds to zero shows no sign (:func:`bnlib.prose.number`).
         headers: column key -> title shown (default: the key, ``_`` as spaces).
         caption, notes: a title above the table and sentences below it (:class:`Table`).
     """
     headers = dict(headers or {})
     header = [headers.get(c, c.replace("_", " ")) for c in formats]
-    cells = [[format(row[c], f) if c in row else "" for c, f in formats.items()] for row in rows]
+    cells = [[_cell(row[c], f) if c in row else "" for c, f in formats.items()] for row in rows]
     return Table(header, cells, caption=caption, notes=notes)
+
+
+def _cell(value: Any, spec: str) -> str:
+    """A number through :func:`bnlib.prose.number` (a rounded zero has no sign); anything else
+    through ``format``."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return number(value, spec)
+    return format(value, spec)
 
 
 def glue_table(name: str, rows: Table | str) -> None:

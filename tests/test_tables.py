@@ -153,3 +153,9 @@ def test_caption_and_notes_frame_the_html_and_the_text_but_not_the_markdown():
     assert "Final accuracy" not in t.markdown_text() and "one seed" not in t.markdown_text()
     plain = table(ROWS[:1], FORMATS)._repr_html_()
     assert "<caption>" not in plain and "<p" not in plain
+
+
+def test_a_number_that_rounds_to_zero_shows_no_sign():
+    rows = [{"change": -0.0004, "count": -3, "name": "-0.0"}, {"change": 0.012}]
+    t = table(rows, {"change": "+.1%", "count": "d", "name": ""})
+    assert t.cells == [["0.0%", "-3", "-0.0"], ["+1.2%", "", ""]]  # text stays as it is

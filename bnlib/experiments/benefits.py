@@ -436,8 +436,9 @@ def _measured(f: dict) -> dict:
                           f"{f['deepest_plain']} without",
         "measured_gradients": f"gradient norms span {f['grad_orders_bn']:.1f} orders of "
                               f"magnitude with BN, {f['grad_orders_plain']:.1f} without",
-        "measured_regularisation": f"train/test gap {f['gap_bn']:.1%} with BN, "
-                                   f"{f['gap_plain']:.1%} without (seeds vary by "
+        "measured_regularisation": f"train/test gap {prose.number(f['gap_bn'], '.1%')} with "
+                                   f"BN, {prose.number(f['gap_plain'], '.1%')} without (seeds "
+                                   "vary by "
                                    f"{f['gap_spread']:.1%})",
         "measured_dropout": f"variance shift {f['shift_dropout_before_bn']:.2f} behind dropout, "
                             f"{f['shift_dropout_after_bn']:.2f} with dropout after BN",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bnlib.prose import number
 from bnlib.settings import full_or_quick
 from bnlib.experiments.variant_identities import BA_2016_TABLE
 
@@ -212,7 +213,8 @@ def change_phrase(before: Mapping[str, float], after: Mapping[str, float]) -> st
         return f"fell by {amount} percentage points {qualifier}"
     if max(before["n"], after["n"]) == 1:
         return "did not change (one seed)"
-    return f"changed by {change:+.1f} percentage points, with the seeds' ranges overlapping"
+    return (f"changed by {number(change, '+.1f')} percentage points, with the seeds' ranges "
+            "overlapping")
 
 
 def _qualifier(a: Mapping[str, float], b: Mapping[str, float]) -> str:
@@ -326,7 +328,7 @@ def _experiment_findings(results: Mapping[str, Any]) -> dict:
         "bn_1_phrase": change((BN_GHOST, largest), (BN_GHOST, 1)),
         "gn_vs_bn": change((BN_GHOST, largest), (GN, 0)),
         "gn_word": gn_verdict(summary[(GN, 0)], big),
-        "our_rel": ours, "shape_word": shape_word(ours, _sources()["wh_rel"]),
+        "our_rel": ours, "our_rel_text": number(ours, "+.0%"), "shape_word": shape_word(ours, _sources()["wh_rel"]),
         "worst_phrase": worst_phrase(max(sizes, key=lambda k: error[(BN_GHOST, k)])),
         "brn_word": " and ".join(renorm_verdict(summary[(BN_GHOST, k)], summary[(BRN_GHOST, k)], k)
                                  for k in setting["renorm_sizes"]),
