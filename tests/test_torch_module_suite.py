@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import io
 import itertools
+import unittest
 
 import torch
 from torch._subclasses.meta_utils import assert_metadata_eq
@@ -416,3 +417,19 @@ class TestModule(TestCase):
 
 
 instantiate_device_type_tests(TestModule, globals(), only_for="cpu")
+
+
+class _ContiguousGroupNorm(bnn.GroupNorm):
+    """bnlib's GroupNorm with a contiguous output whatever the input's layout: the fault
+    ``test_memory_format`` is there to catch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).contiguous()
+
+
+def test_the_memory_format_check_catches_a_layout_lost(monkeypatch):
+    entry = next(e for e in BNLIB_DB if e.module_cls is bnn.GroupNorm)
+    monkeypatch.setattr(entry, "module_cls", _ContiguousGroupNorm)
+    result = unittest.TestResult()
+    globals()["TestModuleCPU"]("test_memory_format_GroupNorm_cpu_float64").run(result)
+    assert len(result.failures) == 1 and "False is not true" in result.failures[0][1]
