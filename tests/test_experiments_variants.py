@@ -62,9 +62,12 @@ def test_change_phrase_reads_the_seeds_ranges():
     assert E.change_phrase(group(0.04), group(0.04)) == "did not change (one seed)"
     assert E.change_phrase(group(0.0600), group(0.0603)) == (
         "rose by less than 0.1 percentage points (one seed)")
-    # equal means, ranges overlapping: no direction claimed
+    # equal means, ranges overlapping: no direction claimed, and a zero has no sign
     assert E.change_phrase(group(0.03, 0.05), group(0.04, 0.04)) == (
-        "changed by +0.0 percentage points, with the seeds' ranges overlapping")
+        "changed by 0.0 percentage points, with the seeds' ranges overlapping")
+    # a fall of 0.01 points rounds to zero: "0.0", not "-0.0"
+    assert E.change_phrase(group(0.03, 0.05), group(0.0398, 0.0400)) == (
+        "changed by 0.0 percentage points, with the seeds' ranges overlapping")
 
 
 def test_renorm_verdict_every_branch():
@@ -139,6 +142,7 @@ def test_findings_on_a_synthetic_outcome(monkeypatch):
     assert f["real_k"] == 2 and f["real_phrase"].startswith("rose by")
     assert f["real_steps"] == 32 and f["steps"] == 2 and f["n_runs"] == 14
     assert f["our_rel"] == pytest.approx((0.055 - 0.025) / 0.025)
+    assert f["our_rel_text"] == "+120%"
     assert f["wh_rel"] == pytest.approx((34.7 - 23.6) / 23.6)
     assert f["minutes"] == pytest.approx(14 * 30 / 60)
     assert f["seeds_phrase"] == "2 seeds" and f["setting_name"] == "short"

@@ -511,10 +511,10 @@ def _measured(f: dict) -> dict:
                           f"{f['deepest_plain']} without",
         "measured_gradients": f"gradient norms span {f['grad_orders_bn']:.1f} orders of "
                               f"magnitude with BN, {f['grad_orders_plain']:.1f} without",
-        "measured_regularisation": f"train/test gap {f['gap_points_bn']:.1f} points with BN, "
-                                   f"{f['gap_points_plain']:.1f} without (seeds vary by "
-                                   f"{f['gap_spread_points']:.1f}); fresh seeds: "
-                                   f"{f['verdict_regularisation_fresh']}",
+        "measured_regularisation": f"train/test gap {prose.number(f['gap_points_bn'], '.1f')} "
+                                   f"points with BN, {prose.number(f['gap_points_plain'], '.1f')} "
+                                   f"without (seeds vary by {f['gap_spread_points']:.1f}); "
+                                   f"fresh seeds: {f['verdict_regularisation_fresh']}",
         "measured_dropout": f"variance shift {f['shift_dropout_before_bn']:.2f} behind dropout, "
                             f"{f['shift_dropout_after_bn']:.2f} with dropout after BN",
         "measured_cost": f"{f['train_share']:.0%} of a training step, "

@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from bnlib.prose import number
 from bnlib.seeds import SeedSummary, summarize
 from bnlib.settings import full_or_quick
-from bnlib.variants import BA_2016_TABLE
+from bnlib.experiments.variant_identities import BA_2016_TABLE
 
 if TYPE_CHECKING:
     from bnlib.training import RunConfig
@@ -215,7 +216,8 @@ def change_phrase(before: SeedSummary, after: SeedSummary) -> str:
         return f"fell by {amount} percentage points {qualifier}"
     if max(before.n, after.n) == 1:
         return "did not change (one seed)"
-    return f"changed by {change:+.1f} percentage points, with the seeds' ranges overlapping"
+    return (f"changed by {number(change, '+.1f')} percentage points, with the seeds' ranges "
+            "overlapping")
 
 
 def _qualifier(a: SeedSummary, b: SeedSummary) -> str:
@@ -331,7 +333,7 @@ def _experiment_findings(results: Mapping[str, Any]) -> dict:
         "bn_1_phrase": change((BN_GHOST, largest), (BN_GHOST, 1)),
         "gn_vs_bn": change((BN_GHOST, largest), (GN, 0)),
         "gn_word": gn_verdict(summary[(GN, 0)], big),
-        "our_rel": ours, "shape_word": shape_word(ours, _sources()["wh_rel"]),
+        "our_rel": ours, "our_rel_text": number(ours, "+.0%"), "shape_word": shape_word(ours, _sources()["wh_rel"]),
         "worst_phrase": worst_phrase(max(sizes, key=lambda k: error[(BN_GHOST, k)])),
         "brn_word": " and ".join(renorm_verdict(summary[(BN_GHOST, k)], summary[(BRN_GHOST, k)], k)
                                  for k in setting["renorm_sizes"]),
@@ -350,7 +352,7 @@ def _experiment_findings(results: Mapping[str, Any]) -> dict:
 def findings(results: Mapping[str, Any]) -> dict:
     """The numbers and words chapter 04 glues, from ``results``: ``identities`` and
     ``namesakes`` (name -> largest difference), ``differences`` (from
-    :func:`bnlib.variants.invariance_differences`), and the output of :func:`run`.
+    :func:`bnlib.experiments.variant_identities.invariance_differences`), and the output of :func:`run`.
 
     Fractions stay fractions (the prose formats them as percentages); the cited numbers of
     :data:`WU_HE_2018` and :data:`IOFFE_2017_SCHEDULE` are included under ``wh_*`` and
