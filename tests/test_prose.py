@@ -58,3 +58,12 @@ def test_position_against_a_range_edges_included(value, words):
 def test_position_rejects_an_upside_down_range():
     with pytest.raises(ValueError):
         prose.position(1.0, 2.0, 1.0)
+
+
+def test_listed_joins_items_for_a_sentence():
+    assert prose.listed(["a"]) == "a"
+    assert prose.listed(("a", "b")) == "a and b"
+    assert prose.listed(x for x in "abc") == "a, b and c"
+    assert prose.listed([1, 2.5]) == "1 and 2.5"
+    with pytest.raises(ValueError):
+        prose.listed([])
