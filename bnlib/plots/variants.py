@@ -125,11 +125,11 @@ def batch_size_curve(
     ax.legend(loc="best")
     fig.tight_layout()
     drawn = [m for m in others if any(method == m for method, _ in summary)]
-    ends = [f"{100 * bn[-1][1]['mean']:.1f}% at k = {bn[-1][0]}",
-            f"{100 * bn[0][1]['mean']:.1f}% at k = {bn[0][0]}"]
+    ends = [f"{100 * bn[-1][1].mean:.1f}% at k = {bn[-1][0]}",
+            f"{100 * bn[0][1].mean:.1f}% at k = {bn[0][0]}"]
     return describe(fig, (
         "Line chart with error bars of test error in percent against k, the images batch "
         f"norm's statistics are taken over, from {int(ks.max())} down to {int(ks.min())} on a "
         f"logarithmic axis: batch norm with ghost batches, {listed(ends)}"
-        + (f"; group norm as a horizontal band at {100 * gn['mean']:.1f}%" if gn else "")
+        + (f"; group norm as a horizontal band at {100 * gn.mean:.1f}%" if gn else "")
         + (f"; {listed(drawn)} as markers" if drawn else "") + "."))
