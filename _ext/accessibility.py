@@ -38,15 +38,24 @@ def png_description(path: str) -> str | None:
         return (getattr(image, "text", None) or {}).get(DESCRIPTION_KEY)
 
 
+def image_file(app, node: nodes.image) -> str:
+    """The file an image node shows. Sphinx's image collector (also on ``doctree-read``) may
+    have run first and rewritten ``uri`` relative to the source folder, keeping that path in
+    ``candidates``; before it, ``uri`` is relative to the document, or to the source folder if
+    it starts with ``/`` (as myst-nb writes the outputs it extracts)."""
+    candidate = (node.get("candidates") or {}).get("*")
+    if candidate and "://" not in candidate:
+        return os.path.normpath(os.path.join(app.srcdir, candidate))
+    return app.env.relfn2path(node["uri"], app.env.docname)[1]
+
+
 def add_alternative_texts(app, doctree: nodes.document) -> None:
     """Give every image of the document that has no ``alt`` its PNG's description."""
     for node in doctree.findall(nodes.image):
         uri = node.get("uri", "")
         if node.get("alt") or uri.startswith("data:") or "://" in uri:
             continue
-        path = uri if os.path.isabs(uri) and os.path.isfile(uri) else \
-            app.env.relfn2path(uri, app.env.docname)[1]
-        description = png_description(path)
+        description = png_description(image_file(app, node))
         if description:
             node["alt"] = description
 

@@ -32,22 +32,32 @@ def png_file(folder: Path, name: str, text: str | None) -> Path:
 
 
 def test_images_without_alt_take_their_pngs_description(tmp_path):
-    described = png_file(tmp_path, "a.png", "A line rising from 0 to 1 across the panel")
-    plain = png_file(tmp_path, "b.png", None)
+    """Paths as Sphinx gives them: relative to the document, to the source folder with a
+    leading ``/`` (myst-nb's outputs), or in ``candidates`` once the image collector ran."""
+    source, outputs = tmp_path / "src", tmp_path / "outputs"
+    (source / "book").mkdir(parents=True)
+    outputs.mkdir()
+    text = "A line rising from 0 to 1 across the panel"
+    png_file(source / "book", "near.png", text)
+    png_file(outputs, "far.png", text)
+    png_file(outputs, "plain.png", None)
     document = new_document("page")
-    images = [nodes.image(uri=str(described)), nodes.image(uri="a.png"),
-              nodes.image(uri="a.png", alt="Given on the page, kept as it is"),
-              nodes.image(uri=str(plain)), nodes.image(uri="data:image/png;base64,AAAA"),
-              nodes.image(uri="missing.png")]
+    images = [nodes.image(uri="near.png"), nodes.image(uri="/../outputs/far.png"),
+              nodes.image(uri="anything", candidates={"*": "../outputs/far.png"}),
+              nodes.image(uri="near.png", alt="Given on the page, kept as it is"),
+              nodes.image(uri="/../outputs/plain.png"),
+              nodes.image(uri="data:image/png;base64,AAAA"), nodes.image(uri="missing.png")]
     for image in images:
         document += image
-    env = SimpleNamespace(docname="book/page",
-                          relfn2path=lambda uri, doc: (uri, str(tmp_path / uri)))
-    accessibility.add_alternative_texts(SimpleNamespace(env=env), document)
-    alts = [image.get("alt") for image in images]
-    assert alts == ["A line rising from 0 to 1 across the panel",
-                    "A line rising from 0 to 1 across the panel",
-                    "Given on the page, kept as it is", None, None, None]
+
+    def relfn2path(uri, docname):  # Sphinx's rule
+        relative = uri[1:] if uri.startswith("/") else str(Path(docname).parent / uri)
+        return relative, str(source / relative)
+
+    env = SimpleNamespace(docname="book/page", relfn2path=relfn2path)
+    accessibility.add_alternative_texts(SimpleNamespace(env=env, srcdir=str(source)), document)
+    assert [image.get("alt") for image in images] == [
+        text, text, text, "Given on the page, kept as it is", None, None, None]
 
 
 def test_png_description_of_a_file_that_is_not_a_png(tmp_path):
