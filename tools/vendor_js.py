@@ -72,8 +72,7 @@ PACKAGES = (
     NpmPackage(
         "@fontsource/noto-sans-devanagari", "5.3.0",
         "7khYmipS/5KAUUmrO1DKir8yL8XI00d0+ZE9BqbS8XF1jzObv6CpPOk3UeYxF+Pvi8bx9bBvprBCOcbx/eQWTQ==",
-        keep=("files/noto-sans-devanagari-devanagari-400-normal.woff2",
-              "files/noto-sans-devanagari-devanagari-700-normal.woff2", "LICENSE"),
+        keep=("files/noto-sans-devanagari-devanagari-400-normal.woff2", "LICENSE"),
         strip="files/", target="fonts",
     ),
 )
