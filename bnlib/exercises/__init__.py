@@ -46,6 +46,7 @@ pattern)::
 """
 
 from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
+from bnlib.exercises.popular import check_batch_norm_module
 from bnlib.exercises.equations import (
     BACKWARD_MISTAKES,
     FORWARD_MISTAKES,
@@ -69,6 +70,7 @@ __all__ = [
     "check_answers",
     "check_batch_norm_backward",
     "check_batch_norm_forward",
+    "check_batch_norm_module",
     "compare_modules",
     "compare_with_finite_differences",
     "compare_with_torch",

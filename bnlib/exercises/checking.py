@@ -171,9 +171,9 @@ def _matching_mistake(answers: list, cases: Sequence[Case], outputs: Sequence[st
     for mistake in mistakes:
         worst = 0.0
         for got, case in zip(answers, cases):
-            made, _ = _named(mistake.name, mistake.answer(*(_copy(a) for a in case.args)),
-                             outputs)
-            if any(made[k].shape != got[k].shape for k in outputs):
+            result, problem = _call(mistake.name, mistake.answer, case.args)
+            made, problem = (None, problem) if problem else _named("", result, outputs)
+            if problem or any(made[k].shape != got[k].shape for k in outputs):
                 worst = math.inf
                 break
             worst = max(worst, *relative_errors(got, made, case.label).values())
