@@ -85,7 +85,9 @@ def _results(**changes):
         "detached": {name: {"bias_change": c, "bias_norm": 1.0, "weight_growth": 1.0,
                             "train_loss": 1.0, "accuracy": 0.9}
                      for name, c in (("torch", 1e-7), ("detached", 0.5))},
-        "steps": 300, "test_images": 1000, "population_images": 4000,
+        "checker": {name: {"passed": False, "named": True, "off": ["eval y"]}
+                    for name in variants.VARIANTS},
+        "steps": 300, "test_images": 1000, "population_images": 4000, "replay": 50,
     }
     for path, value in changes.items():
         part, key = path.split("__")
@@ -105,6 +107,22 @@ def test_findings_every_departure_shows_on_clear_outcomes():
         "GradModeSwitch", "BiasedRunningVariance", "UnbiasedNormalisation",
         "DetachedStatistics", "PlainTensorStatistics", "KerasMomentum")]
     assert all(r["shows"] == "yes" for r in rows)
+    assert found["checker_named_count"] == 6 and rows[0]["module checker: off"] == "eval y"
+
+
+def test_findings_count_only_failing_named_checker_verdicts():
+    results = _results()
+    results["checker"]["KerasMomentum"] = {"passed": True, "named": False, "off": []}
+    results["checker"]["GradModeSwitch"]["named"] = False
+    assert popular.findings(results)["checker_named_count"] == 4
+
+
+def test_checker_verdicts_name_every_variant_and_what_is_off():
+    verdicts = popular.checker_verdicts()
+    assert all(v["named"] and not v["passed"] for v in verdicts.values())
+    assert verdicts["DetachedStatistics"]["off"] == ["dx"]
+    assert verdicts["PlainTensorStatistics"]["off"][-1] == "reloaded eval y"
+    assert "train y" in verdicts["UnbiasedNormalisation"]["off"]
 
 @pytest.mark.parametrize("change, name", [
     ({"normalisation__fc_variance_factor": 1.001}, "UnbiasedNormalisation"),

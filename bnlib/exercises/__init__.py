@@ -46,12 +46,22 @@ pattern)::
 """
 
 from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
+from bnlib.exercises.benefits import check_ghost_batch_norm, check_variance_shift
+from bnlib.exercises.hindi_digits import check_oscillation, check_parameter_counts
+from bnlib.exercises.ics import check_noisy_batch_norm, check_percentiles
+from bnlib.exercises.inference import (
+    check_fold_batch_norm,
+    check_population_statistics,
+    check_running_statistics,
+)
 from bnlib.exercises.popular import check_batch_norm_module
+from bnlib.exercises.variants import check_group_norm, check_group_norm_backward
 from bnlib.exercises.equations import (
     BACKWARD_MISTAKES,
     FORWARD_MISTAKES,
     check_batch_norm_backward,
     check_batch_norm_forward,
+    check_staged_backward,
     compare_modules,
     compare_with_finite_differences,
     compare_with_torch,
@@ -71,6 +81,18 @@ __all__ = [
     "check_batch_norm_backward",
     "check_batch_norm_forward",
     "check_batch_norm_module",
+    "check_fold_batch_norm",
+    "check_ghost_batch_norm",
+    "check_group_norm",
+    "check_group_norm_backward",
+    "check_noisy_batch_norm",
+    "check_oscillation",
+    "check_parameter_counts",
+    "check_percentiles",
+    "check_population_statistics",
+    "check_running_statistics",
+    "check_staged_backward",
+    "check_variance_shift",
     "compare_modules",
     "compare_with_finite_differences",
     "compare_with_torch",

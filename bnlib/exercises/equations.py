@@ -40,8 +40,11 @@ from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
 __all__ = [
     "BACKWARD_MISTAKES",
     "FORWARD_MISTAKES",
+    "STAGED_MISTAKES",
+    "STAGES",
     "check_batch_norm_backward",
     "check_batch_norm_forward",
+    "check_staged_backward",
     "compare_modules",
     "compare_with_finite_differences",
     "compare_with_torch",
@@ -189,6 +192,74 @@ def check_batch_norm_backward(
                          ("dx", "dgamma", "dbeta"), tolerance=tolerance,
                          mistakes=BACKWARD_MISTAKES,
                          reference_name="finite differences (central, h = 1e-6)")
+
+
+#: The intermediates of the staged backward pass, in the order of eq-bn-chain.
+STAGES = ("dx_hat", "dvar", "dmean", "dx", "dgamma", "dbeta")
+
+
+def _staged(dy, x, gamma, eps, *, ddof=0, gamma_in=True, half=True, mean_path=True,
+            stats_paths=True):
+    """BN's backward pass through every intermediate of eq-bn-chain, (N, C) inputs, with the
+    knobs the typical mistakes turn."""
+    m = x.shape[0]
+    mean = x.mean(axis=0)
+    var = x.var(axis=0, ddof=ddof)
+    inv_std = 1 / np.sqrt(var + eps)
+    x_hat = (x - mean) * inv_std
+    dx_hat = dy * gamma if gamma_in else dy
+    dvar = (dx_hat * (x - mean)).sum(axis=0) * (-0.5 if half else -1.0) * inv_std ** 3
+    dmean = -(dx_hat * inv_std).sum(axis=0) + dvar * -2 * (x - mean).sum(axis=0) / (m - ddof)
+    dx = dx_hat * inv_std
+    if stats_paths:
+        dx = dx + dvar * 2 * (x - mean) / (m - ddof) + (dmean / m if mean_path else 0)
+    return {"dx_hat": dx_hat, "dvar": dvar, "dmean": dmean, "dx": dx,
+            "dgamma": (dy * x_hat).sum(axis=0), "dbeta": dy.sum(axis=0)}
+
+
+#: The staged backward pass's typical mistakes, each as the code that makes it.
+STAGED_MISTAKES = (
+    Mistake("the unbiased variance (Bessel's correction) in the forward pass",
+            lambda dy, x, g, e: _staged(dy, x, g, e, ddof=1)),
+    Mistake("dx_hat not multiplied by gamma",
+            lambda dy, x, g, e: _staged(dy, x, g, e, gamma_in=False)),
+    Mistake("the factor -1/2 of dvar written as -1",
+            lambda dy, x, g, e: _staged(dy, x, g, e, half=False)),
+    Mistake("the path through the mean left out of dx",
+            lambda dy, x, g, e: _staged(dy, x, g, e, mean_path=False)),
+    Mistake("the statistics treated as constants in dx (dx = dx_hat / sigma)",
+            lambda dy, x, g, e: _staged(dy, x, g, e, stats_paths=False)),
+)
+
+
+def check_staged_backward(
+    staged: Callable, *, eps: float = 1e-5, tolerance: float = 1e-10, seed: int = 0
+) -> Verdict:
+    """Check ``staged(dy, x, gamma, eps) -> dict`` with every intermediate gradient of
+    eq-bn-chain (:data:`STAGES`: ``dx_hat``, ``dvar``, ``dmean``, ``dx``, ``dgamma``,
+    ``dbeta``) for ``x`` (N, C), each against torch autograd through the same graph
+    (``mean``, ``var = mean((x - mean)**2)``, ``x_hat``, ``y``, with ``retain_grad``), on
+    batches of (6, 3) and of 4 with variances of the order of ``eps``."""
+    cases = [Case(label, (dy, x, gamma, eps), f"x of shape {x.shape}")
+             for label, (x, gamma, _, dy) in _batches(seed) if x.ndim == 2]
+
+    def expected(dy, x, gamma, eps):
+        xt = torch.tensor(x, requires_grad=True)
+        mean = xt.mean(dim=0)
+        var = ((xt - mean) ** 2).mean(dim=0)
+        x_hat = (xt - mean) / torch.sqrt(var + eps)
+        gt, bt = torch.tensor(gamma, requires_grad=True), torch.zeros(len(gamma),
+                                                                      dtype=torch.float64,
+                                                                      requires_grad=True)
+        for t in (mean, var, x_hat):
+            t.retain_grad()
+        (gt * x_hat + bt).backward(torch.tensor(dy))
+        grads = (x_hat.grad, var.grad, mean.grad, xt.grad, gt.grad, bt.grad)
+        return dict(zip(STAGES, grads))
+
+    return check_answers("check_staged_backward", staged, cases, expected, STAGES,
+                         tolerance=tolerance, mistakes=STAGED_MISTAKES,
+                         reference_name="torch autograd, retain_grad on each intermediate")
 
 
 def finite_difference_gradients(

@@ -183,11 +183,10 @@ SOURCES: dict[str, tuple[str, str]] = {
                        "'if not torch.is_grad_enabled()' selects the moving averages"),
     "BiasedRunningVariance": ("zhang2023dive", "section 8.5.3: the moving variance averages "
                               "var = ((X - mean) ** 2).mean(...), the biased variance"),
-    "UnbiasedNormalisation": ("karpathy2022makemore3", "the BatchNorm1d class: "
+    "UnbiasedNormalisation": ("karpathy_makemore3", "the BatchNorm1d class: "
                               "xvar = x.var(0, keepdim=True), torch's unbiased default"),
-    "DetachedStatistics": ("ioffe2015batch", "section 2: a normalisation the gradient step "
-                           "ignores lets the bias 'grow indefinitely while the loss remains "
-                           "fixed'"),
+    "DetachedStatistics": ("ioffe2015batch", "section 2: when the gradient step ignores how "
+                           "the normalisation depends on a bias, the bias grows without bound"),
     "PlainTensorStatistics": ("zhang2023dive", "section 8.5.3, the BatchNorm class: "
                               "self.moving_mean = torch.zeros(shape), not a buffer"),
     "KerasMomentum": ("deeplab2020momentum", "BatchNorm2d(..., momentum=0.999) meant as "

@@ -39,6 +39,7 @@ __all__ = [
     "QUICK",
     "THRESHOLDS",
     "Setting",
+    "checker_verdicts",
     "convert",
     "detached_training",
     "findings",
@@ -228,8 +229,9 @@ def detached_training(images: Tensor, labels: Tensor, test_images: Tensor, test_
     """Train the article's network ``chosen.steps`` steps (plain SGD, batches of 32, seeded)
     with torch's BN and with :class:`~bnlib.exercises.popular.DetachedStatistics`, from the
     same initial weights and batches. For each: the norm of the change of the three convolution
-    biases relative to their initial norm (BN makes their gradient zero), the convolution weights' norm growth (ratio), the
-    mean train loss of the last 10% of steps and the test accuracy in eval mode."""
+    biases relative to their initial norm (BN makes their gradient zero), the convolution
+    weights' norm growth (ratio), the mean train loss of the last 10% of steps and the test
+    accuracy in eval mode."""
     torch.manual_seed(chosen.seed)
     start = three_conv_net(batch_norm=True)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(chosen.seed))
@@ -291,9 +293,24 @@ def measure(model: nn.Module, train: tuple[Tensor, Tensor], test: tuple[Tensor, 
             "round_trip": round_trip(model, images, labels),
             "momentum": momentum_replay(model, population, images, labels, chosen.replay),
             "detached": detached_training(*train, images, labels, chosen),
-            "steps": chosen.steps, "test_images": len(images),
+            "checker": checker_verdicts(),
+            "steps": chosen.steps, "test_images": len(images), "replay": chosen.replay,
             "population_images": len(population),
         }
+
+
+def checker_verdicts() -> dict:
+    """Each variant through :func:`bnlib.exercises.popular.check_batch_norm_module`: whether
+    the verdict names it, and which compared quantities are off (case labels dropped)."""
+    result = {}
+    for name, cls in popular.VARIANTS.items():
+        verdict = popular.check_batch_norm_module(cls)
+        off = {key.rsplit(" ", 1)[0] for key, error in verdict.errors.items()
+               if error > verdict.tolerance}
+        result[name] = {"passed": verdict.passed,
+                        "named": verdict.mistake == popular.DESCRIPTIONS[name],
+                        "off": [o for o in popular.MODULE_OUTPUTS if o in off]}
+    return result
 
 
 def _shows(change: float, kind: str) -> bool:
@@ -314,7 +331,8 @@ def findings(results: Mapping[str, Any]) -> dict:
         "biased_fc_ratio": var["fc_ratio"], "biased_fc_eval_error": var["fc_eval_error"],
         "biased_conv_ratio": var["conv_ratio"],
         "grad_torch": grad["torch_grad"], "grad_variant": grad["variant_grad"],
-        "grad_no_grad": grad["variant_no_grad"], "grad_drift": grad["running_mean_drift"],
+        "grad_no_grad": grad["variant_no_grad"], "grad_torch_no_grad": grad["torch_no_grad"],
+        "grad_drift": grad["running_mean_drift"],
         "trip_before": trip["before"], "trip_reloaded": trip["reloaded"],
         "trip_missing": trip["missing_keys"], "trip_keys": trip["torch_keys"],
         "keras_accuracy": mom["keras_accuracy"], "momentum_accuracy": mom["torch_accuracy"],
@@ -328,7 +346,7 @@ def findings(results: Mapping[str, Any]) -> dict:
         "detached_accuracy": det["detached"]["accuracy"],
         "torch_accuracy": det["torch"]["accuracy"],
         "short_steps": results["steps"], "test_images": results["test_images"],
-        "population_images": results["population_images"],
+        "population_images": results["population_images"], "replay_batches": results["replay"],
     }
     shows = {
         "UnbiasedNormalisation": _shows(out["unbiased_fc_factor"] - 1, "relative"),
@@ -344,15 +362,20 @@ def findings(results: Mapping[str, Any]) -> dict:
         "invisible"]
     out["unbiased_conv_word"] = "visible" if out["unbiased_conv_visible"] else "invisible"
     out["shown_count"] = sum(shows.values())
+    checker = results["checker"]
+    out["checker_named_count"] = sum(v["named"] and not v["passed"] for v in checker.values())
+    out.update({f"checker_off_{name}": ", ".join(v["off"]) for name, v in checker.items()})
     return out
 
 
 def table_rows(found: Mapping[str, Any]) -> list[dict]:
     """One row per variant for :func:`bnlib.tables.table`: the departure, where it is found,
-    the check that exposes it, what that check measured, and whether it shows."""
+    what the module checker finds off, the check that exposes it, what that check measured,
+    and whether it shows."""
     def row(name: str, check: str, effect: str) -> dict:
         key, _ = popular.SOURCES[name]
         return {"departure": popular.DESCRIPTIONS[name], "found in": SHORT_SOURCES[key],
+                "module checker: off": found[f"checker_off_{name}"],
                 "exposing check": check, "measured": effect,
                 "shows": "yes" if found[f"shows_{name}"] else "no"}
 
@@ -380,7 +403,7 @@ def table_rows(found: Mapping[str, Any]) -> list[dict]:
 #: Short names of the sources for the table (the prose cites each in full).
 SHORT_SOURCES = {
     "zhang2023dive": "Dive into Deep Learning, 8.5.3",
-    "karpathy2022makemore3": "Karpathy, makemore part 3",
+    "karpathy_makemore3": "Karpathy, makemore part 3",
     "ioffe2015batch": "Ioffe & Szegedy, section 2",
     "deeplab2020momentum": "deeplab-pytorch issue 79",
 }
