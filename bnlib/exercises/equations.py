@@ -50,6 +50,7 @@ __all__ = [
     "compare_with_torch",
     "finite_difference_gradients",
     "gradient_sums",
+    "input_gradient",
     "module_differences",
     "scale_invariance",
 ]
@@ -115,16 +116,28 @@ FORWARD_MISTAKES = (
 
 def _backward(dy, x, gamma, eps, *, mean_path=True, var_path=True, ddof=0):
     """BN's input gradient, eq-bn-dx, with the paths the typical mistakes drop."""
-    axes, m = _axes(x), x.size // x.shape[1]
+    axes = _axes(x)
     inv_std = 1 / np.sqrt(x.var(axis=axes, keepdims=True, ddof=ddof) + eps)
     x_hat = (x - x.mean(axis=axes, keepdims=True)) * inv_std
     g = dy * _per_channel(gamma, x.ndim)
+    dx = input_gradient(g, x_hat, inv_std, axes, mean_path=mean_path, var_path=var_path)
+    return dx, (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def input_gradient(g: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray,
+                   axes: tuple[int, ...], *, mean_path: bool = True,
+                   var_path: bool = True) -> np.ndarray:
+    """eq-bn-dx for any normalisation over ``axes``: ``inv_std / m * (m g - sum g
+    - x_hat sum(g x_hat))``, ``g`` the gradient of ``x_hat``, ``inv_std`` broadcastable;
+    ``mean_path``/``var_path`` False drop the term of the path through the mean/variance
+    (the mistakes' code)."""
+    m = int(np.prod([g.shape[a] for a in axes]))
     dx = m * g
     if mean_path:
         dx = dx - g.sum(axis=axes, keepdims=True)
     if var_path:
         dx = dx - x_hat * (g * x_hat).sum(axis=axes, keepdims=True)
-    return inv_std / m * dx, (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)
+    return inv_std / m * dx
 
 
 #: The backward pass's typical mistakes, each as the code that makes it.

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
+from bnlib.exercises.equations import input_gradient
 
 __all__ = ["GROUP_BACKWARD_MISTAKES", "GROUP_MISTAKES", "check_group_norm",
            "check_group_norm_backward"]
@@ -94,15 +95,9 @@ def _row_backward(dy, x, groups, eps, *, mean_path=True, var_path=True, bn_axes=
         rows_dy = dy.transpose(1, 0, 2, 3).reshape(1, x.shape[1], -1)
     else:
         rows_x, rows_dy = _rows(x, groups), _rows(dy, groups)
-    m = rows_x.shape[2]
     inv_std = 1 / np.sqrt(rows_x.var(axis=2, keepdims=True) + eps)
     x_hat = (rows_x - rows_x.mean(axis=2, keepdims=True)) * inv_std
-    dx = m * rows_dy
-    if mean_path:
-        dx = dx - rows_dy.sum(axis=2, keepdims=True)
-    if var_path:
-        dx = dx - x_hat * (rows_dy * x_hat).sum(axis=2, keepdims=True)
-    dx = inv_std / m * dx
+    dx = input_gradient(rows_dy, x_hat, inv_std, (2,), mean_path=mean_path, var_path=var_path)
     if bn_axes:
         return dx.reshape(x.shape[1], x.shape[0], *x.shape[2:]).transpose(1, 0, 2, 3)
     return dx.reshape(x.shape)
