@@ -153,7 +153,14 @@ BACKWARD_MISTAKES = (
     Mistake("eps left out", lambda dy, x, g, e: _backward(dy, x, g, 0.0)),
     Mistake("dgamma and dbeta swapped",
             lambda dy, x, g, e: _swap(_backward(dy, x, g, e))),
+    Mistake("a transposed gradient (dx.T)",
+            lambda dy, x, g, e: _transposed(_backward(dy, x, g, e))),
 )
+
+
+def _transposed(grads: tuple) -> tuple:
+    dx, dgamma, dbeta = grads
+    return dx.T, dgamma, dbeta
 
 
 def _swap(grads: tuple) -> tuple:
