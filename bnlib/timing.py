@@ -23,7 +23,7 @@ import torch
 from bnlib.settings import torch_threads
 
 __all__ = ["RESULTS_DIR", "VECTOR_FLAGS", "benchmark_result", "cpuinfo_facts", "fold_speedup",
-           "interleaved", "lscpu_caches", "load_average", "processor", "seconds"]
+           "interleaved", "interleaved_rounds", "lscpu_caches", "load_average", "processor", "seconds"]
 
 #: Where ``make bench`` writes each benchmark's JSON (in a clone of the repository).
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
@@ -36,14 +36,10 @@ def seconds(step: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(baseline: Callable[[], object], candidate: Callable[[], object], repeats: int,
-                warmup: int = 3, timed_by_caller: bool = False) -> tuple[float, float, float]:
-    """Median baseline time, median candidate time (s), median per-round ratio baseline/candidate.
-
-    The two alternate which goes first in each round; ``warmup`` untimed rounds come first.
-    With ``timed_by_caller``, each call returns the seconds that count (for example the time of
-    its epochs, without its set-up) instead of being timed whole.
-    """
+def interleaved_rounds(baseline: Callable[[], object], candidate: Callable[[], object],
+                       repeats: int, warmup: int = 3, timed_by_caller: bool = False) -> dict:
+    """Every round of :func:`interleaved`: ``{"baseline": [s, ...], "candidate": [s, ...],
+    "ratios": [baseline / candidate, ...]}``, one entry per round."""
     if repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats}")
     for _ in range(warmup):
@@ -59,7 +55,19 @@ def interleaved(baseline: Callable[[], object], candidate: Callable[[], object],
         base.append(b)
         cand.append(c)
         ratios.append(b / c)
-    return statistics.median(base), statistics.median(cand), statistics.median(ratios)
+    return {"baseline": base, "candidate": cand, "ratios": ratios}
+
+
+def interleaved(baseline: Callable[[], object], candidate: Callable[[], object], repeats: int,
+                warmup: int = 3, timed_by_caller: bool = False) -> tuple[float, float, float]:
+    """Median baseline time, median candidate time (s), median per-round ratio baseline/candidate.
+
+    The two alternate which goes first in each round; ``warmup`` untimed rounds come first.
+    With ``timed_by_caller``, each call returns the seconds that count (for example the time of
+    its epochs, without its set-up) instead of being timed whole.
+    """
+    rounds = interleaved_rounds(baseline, candidate, repeats, warmup, timed_by_caller)
+    return tuple(statistics.median(rounds[k]) for k in ("baseline", "candidate", "ratios"))
 
 
 def fold_speedup(model: torch.nn.Module, batch_sizes: Sequence[int] = (1, 256), repeats: int = 30,

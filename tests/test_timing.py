@@ -85,3 +85,14 @@ def test_processor_names_this_machine_and_torch_kernels():
     assert found["cpus"] >= 1
     assert set(found) >= {"vendor", "model_name", "family", "model", "stepping",
                           "vector_flags", "caches"}
+
+
+def test_interleaved_rounds_keeps_every_round_and_interleaved_takes_their_medians():
+    times = iter([3.0, 1.0, 2.0, 4.0, 6.0, 2.0])  # baseline, candidate, candidate, baseline, ...
+    rounds = timing.interleaved_rounds(lambda: next(times), lambda: next(times), repeats=3,
+                                       warmup=0, timed_by_caller=True)
+    assert rounds == {"baseline": [3.0, 4.0, 6.0], "candidate": [1.0, 2.0, 2.0],
+                      "ratios": [3.0, 2.0, 3.0]}
+    times = iter([3.0, 1.0, 2.0, 4.0, 6.0, 2.0])
+    assert timing.interleaved(lambda: next(times), lambda: next(times), repeats=3, warmup=0,
+                              timed_by_caller=True) == (4.0, 2.0, 3.0)
