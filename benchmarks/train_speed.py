@@ -23,7 +23,10 @@ bnlib's run is the real :func:`bnlib.training.train`. Measured in one run, on a 
    the same configurations one after another at torch's default thread count (wall times).
 
 Usage: python benchmarks/train_speed.py [--images 4000] [--test-images 1000] [--rounds 5]
-       [--epochs 2] [--seeds 2] [--json out.json]
+       [--epochs 2] [--seeds 2] [--no-comparison] [--json out.json]
+
+(``--no-comparison`` leaves out 5., the longest part; ``benchmarks/command_line.py`` times the
+command line against the plain loop as whole processes.)
 """
 
 from __future__ import annotations
@@ -295,6 +298,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run in the whole comparison")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per model in the whole comparison")
     parser.add_argument("--comparison-rounds", type=int, default=1, help="rounds of the whole comparison")
+    parser.add_argument("--no-comparison", action="store_true",
+                        help="leave out the whole comparison (5.), the longest part")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     for option in ("images", "test_images", "rounds", "epochs", "seeds", "comparison_rounds"):
@@ -310,7 +315,8 @@ def main() -> None:
     report["one_run"] = measure_one_run(args, data, peak)
     report["techniques"] = measure_techniques(args, data)
     report["convolution_ceiling"] = measure_ceiling(args, data, peak, report["one_run"])
-    report["comparison"] = measure_comparison(args)
+    if not args.no_comparison:
+        report["comparison"] = measure_comparison(args)
     report["load_average_after"] = load_average()
     again = matmul_peak()
     if again > peak:  # the fractions of the peak, against the better of the two measurements
@@ -333,9 +339,11 @@ def main() -> None:
           f"img/s, {ceiling['ceiling_fraction_of_peak']:.0%} of peak; the engine's step: "
           + ", ".join(f"{name} {r['step_fraction_of_ceiling']:.0%}"
                       for name, r in ceiling["models"].items()) + " of the ceiling")
-    c = report["comparison"]
-    print(f"  whole comparison: bnlib {c['bnlib_images_per_s']:.0f} img/s vs the plain loop "
-          f"{c['plain_images_per_s']:.0f} img/s on {c['plain_threads']} threads: {c['speedup']:.2f}x")
+    c = report.get("comparison")
+    if c:
+        print(f"  whole comparison: bnlib {c['bnlib_images_per_s']:.0f} img/s vs the plain loop "
+              f"{c['plain_images_per_s']:.0f} img/s on {c['plain_threads']} threads: "
+              f"{c['speedup']:.2f}x")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
