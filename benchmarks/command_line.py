@@ -21,7 +21,6 @@ Usage: python benchmarks/command_line.py [--pairs 3] [--warmup 1] [--settings tw
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from bnlib.timing import interleaved_rounds, load_average, processor
+from bnlib.timing import interleaved_rounds, load_average, processor, write_benchmark_json
 
 HERE = Path(__file__).resolve().parent
 #: The two settings: the options both commands take.
@@ -100,6 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
               "load_average_before": load_average(), "settings": {}}
     for name in args.settings:
         report["settings"][name] = measure(name, args.pairs, args.warmup)
+        if args.json:  # after each setting: a run cut short keeps what it measured
+            write_benchmark_json(args.json, report)
     report["load_average_after"] = load_average()
     print(f"\nmake bench, command_line (load average {report['load_average_before'][0]:.1f} "
           f"before, {report['load_average_after'][0]:.1f} after):")
@@ -108,9 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"(spread {r['speedup_spread'][0]:.2f}-{r['speedup_spread'][1]:.2f}); "
               f"command / plain loop {r['wall_ratio']:.2f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_benchmark_json(args.json, report)
     return report
 
 

@@ -38,7 +38,6 @@ ratios are the steadier. The NumPy and double-backward columns come from the fir
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 from collections.abc import Callable
@@ -50,7 +49,7 @@ import torch
 import bnlib.nn
 from bnlib import reference
 from bnlib.settings import torch_threads
-from bnlib.timing import interleaved, load_average, processor
+from bnlib.timing import interleaved, load_average, processor, write_benchmark_json
 
 __all__ = ["SHAPES", "main", "measure"]
 
@@ -178,10 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{r['numpy_over_torch']:12.1f} {r['double_over_torch']:16.2f} "
             f"{r['double_over_fast']:15.2f}"
         )
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    if args.json:
+        write_benchmark_json(args.json, report)
     return report
 
 

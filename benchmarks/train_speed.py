@@ -32,7 +32,6 @@ command line against the plain loop as whole processes.)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -47,7 +46,7 @@ from torch import nn
 from bnlib.data import load_hindi_digits
 from bnlib.models import three_conv_net
 from bnlib.settings import available_cpus, torch_threads
-from bnlib.timing import interleaved, load_average, processor, seconds
+from bnlib.timing import interleaved, load_average, processor, seconds, write_benchmark_json
 from bnlib.training import RunConfig, engine, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "baselines"))
@@ -345,9 +344,7 @@ def main() -> None:
               f"{c['plain_images_per_s']:.0f} img/s on {c['plain_threads']} threads: "
               f"{c['speedup']:.2f}x")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+        write_benchmark_json(args.json, report)
 
 
 if __name__ == "__main__":

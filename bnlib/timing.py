@@ -23,7 +23,8 @@ import torch
 from bnlib.settings import torch_threads
 
 __all__ = ["RESULTS_DIR", "VECTOR_FLAGS", "benchmark_result", "cpuinfo_facts", "fold_speedup",
-           "interleaved", "interleaved_rounds", "lscpu_caches", "load_average", "processor", "seconds"]
+           "interleaved", "interleaved_rounds", "lscpu_caches", "load_average", "processor", "seconds",
+           "write_benchmark_json"]
 
 #: Where ``make bench`` writes each benchmark's JSON (in a clone of the repository).
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
@@ -153,6 +154,13 @@ def processor() -> dict:
 def load_average() -> list[float]:
     """The machine's 1, 5 and 15-minute load averages (``uptime``'s)."""
     return list(os.getloadavg())
+
+
+def write_benchmark_json(path: Path, report: dict) -> None:
+    """Write a benchmark's ``report`` as indented JSON to ``path`` (folders created) and say so."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def benchmark_result(name: str, folder: Path | None = None) -> dict | None:

@@ -96,3 +96,10 @@ def test_interleaved_rounds_keeps_every_round_and_interleaved_takes_their_median
     times = iter([3.0, 1.0, 2.0, 4.0, 6.0, 2.0])
     assert timing.interleaved(lambda: next(times), lambda: next(times), repeats=3, warmup=0,
                               timed_by_caller=True) == (4.0, 2.0, 3.0)
+
+
+def test_write_benchmark_json_makes_the_folder_and_round_trips(tmp_path, capsys):
+    path = tmp_path / "results" / "x.json"
+    timing.write_benchmark_json(path, {"ratio": 1.5, "runs": [1, 2]})
+    assert json.loads(path.read_text()) == {"ratio": 1.5, "runs": [1, 2]}
+    assert str(path) in capsys.readouterr().out
