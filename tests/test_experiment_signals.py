@@ -41,6 +41,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _cmdline(pid: int) -> bytes:
+    """Process ``pid``'s command line (empty once it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _wait_until(condition, timeout: float, every: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -59,7 +67,7 @@ def _started(tmp_path: Path) -> tuple[subprocess.Popen, set[int]]:
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     workers = lambda: {c for c in _children(command.pid)  # noqa: E731
-                       if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()}
+                       if b"spawn_main" in _cmdline(c)}
     if not _wait_until(lambda: len(workers()) >= 1, timeout=180):
         command.kill()
         pytest.fail(f"no worker process started: {command.communicate()}")
@@ -96,7 +104,7 @@ def test_sigkill_of_the_command_leaves_no_worker_alive(tmp_path):
     command.communicate(timeout=30)
     try:
         assert _wait_until(lambda: not any(map(_alive, children)), timeout=30), [
-            (pid, Path(f"/proc/{pid}/cmdline").read_bytes()) for pid in children if _alive(pid)]
+            (pid, _cmdline(pid)) for pid in children if _alive(pid)]
     finally:
         for pid in children:
             if _alive(pid):
