@@ -13,18 +13,25 @@ bnlib's run is the real :func:`bnlib.training.train`. Measured in one run, on a 
 3. each technique on its own, added to the plain loop's training steps: channels-last memory
    format, no host sync per step, the multi-tensor SGD step; all three; and ``torch.compile``
    on top of all three (with its compile time);
-4. the whole comparison: ``python -m bnlib.experiment --no-cache`` (both networks, --seeds
+4. the convolution ceiling: the network's three convolutions alone (forward, and backward for
+   their weights, biases and inputs, the first's input excepted, as in training), one thread,
+   the same batch of 32, in the faster memory format: images/s, GFLOP/s as a fraction of the
+   peak, and the engine's training step (what :func:`bnlib.training.train` runs: channels-last,
+   no host sync, the multi-tensor SGD step) as a fraction of that ceiling, interleaved with it;
+5. the whole comparison: ``python -m bnlib.experiment --no-cache`` (both networks, --seeds
    seeds, --epochs epochs, a fresh process: start-up included) against the plain loop running
    the same configurations one after another at torch's default thread count (wall times).
 
 Usage: python benchmarks/train_speed.py [--images 4000] [--test-images 1000] [--rounds 5]
-       [--epochs 2] [--seeds 2] [--json out.json]
+       [--epochs 2] [--seeds 2] [--no-comparison] [--json out.json]
+
+(``--no-comparison`` leaves out 5., the longest part; ``benchmarks/command_line.py`` times the
+command line against the plain loop as whole processes.)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -39,8 +46,11 @@ from torch import nn
 from bnlib.data import load_hindi_digits
 from bnlib.models import three_conv_net
 from bnlib.settings import available_cpus, torch_threads
-from bnlib.timing import interleaved, seconds
+from bnlib.timing import interleaved, load_average, processor, seconds, write_benchmark_json
 from bnlib.training import RunConfig, engine, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "baselines"))
+from plain_loop import plain_run  # noqa: E402  (the baseline, a script of its own)
 
 MODELS = {"with_bn": True, "without_bn": False}
 #: What each key of the JSON this script writes means (written into the JSON itself).
@@ -54,6 +64,16 @@ GLOSSARY = {
                        "step per image (counted by torch) and each rate as a fraction of the peak",
     "techniques.<name>": "training steps only, one thread: 'speedup' of the plain loop's steps "
                          "with that technique over the steps named by 'over'",
+    "convolution_ceiling": "the network's convolutions alone, forward and backward (weights, biases "
+                           "and the inputs of all but the first), one thread, batch 32: "
+                           "images/s and GFLOP/s in each memory format, the faster one "
+                           "('best_format') as the ceiling with its fraction of the peak; "
+                           "per model, 'step_fraction_of_ceiling' = the engine's training step's "
+                           "images/s / the ceiling's (median of interleaved rounds) and "
+                           "'bnlib_run_fraction_of_ceiling' = one_run's bnlib images/s (whole "
+                           "epochs, test included) / the ceiling's",
+    "processor": "the processor: /proc/cpuinfo's vendor, model name, family, model, stepping and "
+                 "AVX-512/AMX flags, lscpu's caches, torch's CPU capability",
     "comparison": "wall time of 'command' (a fresh process; worker start-up included) against the "
                   "plain loop running the same runs one after another on 'plain_threads' threads "
                   "(torch's default); images/s over all runs; 'speedup' = plain / bnlib",
@@ -62,34 +82,7 @@ GLOSSARY = {
 DEFAULT_THREADS = torch.get_num_threads()
 
 
-# --------------------------------------------------------------------------- the plain loop
-
-
-def plain_run(data, batch_norm: bool, seed: int, epochs: int) -> float:
-    """The competent user's run: ``epochs`` epochs of training, each followed by the test
-    accuracy. Returns the seconds of the last epoch (training and test)."""
-    x, y, x_test, y_test = data
-    torch.manual_seed(seed)
-    model = three_conv_net(batch_norm)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.001)
-    criterion = nn.CrossEntropyLoss()
-    shuffle = torch.Generator().manual_seed(seed + 2)
-    for _ in range(epochs):
-        started = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(x), generator=shuffle)
-        for start in range(0, len(x), 32):
-            batch = order[start : start + 32]
-            loss = criterion(model(x[batch]), y[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            sum(int((model(x_test[s : s + 250]).argmax(1) == y_test[s : s + 250]).sum())
-                for s in range(0, len(x_test), 250))
-        last = time.perf_counter() - started
-    return last
+# --------------------------------------------------------------------------- the data
 
 
 def subset(images: int, test_images: int):
@@ -197,7 +190,71 @@ def measure_techniques(args, data) -> dict:
     return report
 
 
-# --------------------------------------------------------------------------- 4. the comparison
+# --------------------------------------------------------------------------- 4. the ceiling
+
+
+def conv_steps(memory_format, batches: int = 20):
+    """A function running ``batches`` forward and backward passes of the network's
+    convolutions alone (batch 32, random inputs and output gradients, fixed), and the FLOPs
+    of one pass per image (counted by torch)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    convs = [m.to(memory_format=memory_format) for m in three_conv_net(False)
+             if isinstance(m, nn.Conv2d)]
+    inputs = [torch.rand(32, conv.in_channels, 32, 32).contiguous(memory_format=memory_format)
+              .requires_grad_(i > 0) for i, conv in enumerate(convs)]  # the image needs no grad
+    grads = [torch.randn(32, conv.out_channels, 32, 32).contiguous(memory_format=memory_format)
+             for conv in convs]
+
+    def one() -> None:
+        for conv, x, dy in zip(convs, inputs, grads):
+            conv(x).backward(dy)
+
+    with FlopCounterMode(display=False) as counter:
+        one()
+    flops = counter.get_total_flops() / 32
+
+    def run() -> None:
+        for _ in range(batches):
+            one()
+
+    return run, flops
+
+
+def measure_ceiling(args, data, peak: float, one_run: dict) -> dict:
+    formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    with torch_threads(1):
+        (contiguous, flops), (last, _) = (conv_steps(f) for f in formats.values())
+        contiguous_s, last_s, _ = interleaved(contiguous, last, args.rounds * 2, warmup=2)
+        rates = {"contiguous": 20 * 32 / contiguous_s, "channels_last": 20 * 32 / last_s}
+        best = max(rates, key=rates.get)
+        ceiling, _ = conv_steps(formats[best])
+        report = {"conv_flops_per_image": flops, "images_per_s": rates, "best_format": best,
+                  "ceiling_images_per_s": rates[best],
+                  "ceiling_fraction_of_peak": rates[best] * flops / 1e9 / peak, "models": {}}
+        x, y = data[0], data[1]
+        for name, batch_norm in MODELS.items():
+            step = steps(x, y, batch_norm, channels_last=True, sync=False, foreach=True)
+            ceiling_s, step_s, ratio = interleaved(ceiling, step, args.rounds * 2, warmup=2)
+            report["models"][name] = {
+                "step_images_per_s": 20 * 32 / step_s,
+                "step_fraction_of_ceiling": ratio,  # ceiling time / step time, per round
+                "bnlib_run_fraction_of_ceiling":
+                    one_run[name]["bnlib_images_per_s"] / rates[best],
+            }
+    print(f"convolution ceiling: the network's convolutions alone, forward and backward, batch 32, "
+          f"one thread: {rates['contiguous']:.0f} img/s contiguous, {rates['channels_last']:.0f} "
+          f"img/s channels-last; the ceiling ({best}) is {report['ceiling_fraction_of_peak']:.0%} "
+          f"of the matrix-product peak", flush=True)
+    for name, r in report["models"].items():
+        print(f"{name}: the engine's step {r['step_images_per_s']:.0f} img/s = "
+              f"{r['step_fraction_of_ceiling']:.0%} of the convolution ceiling; bnlib's whole "
+              f"epochs (test included) {r['bnlib_run_fraction_of_ceiling']:.0%}", flush=True)
+    return report
+
+
+# --------------------------------------------------------------------------- 5. the comparison
 
 
 def measure_comparison(args) -> dict:
@@ -240,27 +297,32 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run in the whole comparison")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per model in the whole comparison")
     parser.add_argument("--comparison-rounds", type=int, default=1, help="rounds of the whole comparison")
+    parser.add_argument("--no-comparison", action="store_true",
+                        help="leave out the whole comparison (5.), the longest part")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     for option in ("images", "test_images", "rounds", "epochs", "seeds", "comparison_rounds"):
         if getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be a positive integer")
     report = {"what": __doc__.split("\n\n")[0], "glossary": GLOSSARY, "cpus": available_cpus(), "torch": torch.__version__,
-              "machine": platform.processor() or platform.machine(),
-              "load_average_before": list(os.getloadavg()),
+              "machine": platform.processor() or platform.machine(), "processor": processor(),
+              "load_average_before": load_average(),
               "settings": {k: getattr(args, k) for k in ("images", "test_images", "rounds", "epochs", "seeds")}}
     peak = report["matmul_gflops_one_thread"] = matmul_peak()
     print(f"peak: a 2048x2048 float32 matrix product runs at {peak:.0f} GFLOP/s on one thread", flush=True)
     data = subset(args.images, args.test_images)
     report["one_run"] = measure_one_run(args, data, peak)
     report["techniques"] = measure_techniques(args, data)
-    report["comparison"] = measure_comparison(args)
-    report["load_average_after"] = list(os.getloadavg())
+    report["convolution_ceiling"] = measure_ceiling(args, data, peak, report["one_run"])
+    if not args.no_comparison:
+        report["comparison"] = measure_comparison(args)
+    report["load_average_after"] = load_average()
     again = matmul_peak()
     if again > peak:  # the fractions of the peak, against the better of the two measurements
         for r in report["one_run"].values():
             for key in ("bnlib_fraction_of_peak", "plain_fraction_of_peak"):
                 r[key] *= peak / again
+        report["convolution_ceiling"]["ceiling_fraction_of_peak"] *= peak / again
         report["matmul_gflops_one_thread"] = again
     print(f"peak after the runs: {again:.0f} GFLOP/s; kept {report['matmul_gflops_one_thread']:.0f}")
     peak = report["matmul_gflops_one_thread"]
@@ -271,13 +333,18 @@ def main() -> None:
               f"({r['bnlib_fraction_of_peak']:.0%} of peak) vs the plain loop "
               f"{r['plain_images_per_s']:.0f} img/s ({r['plain_fraction_of_peak']:.0%}): "
               f"{r['speedup']:.2f}x")
-    c = report["comparison"]
-    print(f"  whole comparison: bnlib {c['bnlib_images_per_s']:.0f} img/s vs the plain loop "
-          f"{c['plain_images_per_s']:.0f} img/s on {c['plain_threads']} threads: {c['speedup']:.2f}x")
+    ceiling = report["convolution_ceiling"]
+    print(f"  convolution ceiling ({ceiling['best_format']}): {ceiling['ceiling_images_per_s']:.0f} "
+          f"img/s, {ceiling['ceiling_fraction_of_peak']:.0%} of peak; the engine's step: "
+          + ", ".join(f"{name} {r['step_fraction_of_ceiling']:.0%}"
+                      for name, r in ceiling["models"].items()) + " of the ceiling")
+    c = report.get("comparison")
+    if c:
+        print(f"  whole comparison: bnlib {c['bnlib_images_per_s']:.0f} img/s vs the plain loop "
+              f"{c['plain_images_per_s']:.0f} img/s on {c['plain_threads']} threads: "
+              f"{c['speedup']:.2f}x")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+        write_benchmark_json(args.json, report)
 
 
 if __name__ == "__main__":

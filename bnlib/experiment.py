@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bnlib import settings
+from bnlib.data import SPLIT_SIZES
 from bnlib.experiments.hindi_digits import (
     ARTICLE,
     ARTICLE_LOGS,
@@ -30,12 +31,14 @@ from bnlib.experiments.hindi_digits import (
     summary,
 )
 from bnlib.training import History
-from bnlib.training.files import atomic_write_text
+from bnlib.training.files import atomic_write_bytes, atomic_write_text
 
-__all__ = ["CSV_COLUMNS", "build_parser", "main", "write_csv", "write_figures"]
+__all__ = ["CSV_COLUMNS", "INTERRUPTED", "build_parser", "main", "write_csv", "write_figures"]
 
 CSV_COLUMNS = ("model", "seed", "epoch", "train_loss", "train_accuracy", "test_loss",
                "test_accuracy", "seconds", "weight_0", "weight_1")
+#: The exit status after Ctrl-C (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 130
 
 
 # --------------------------------------------------------------------------- outputs
@@ -72,8 +75,10 @@ def write_figures(results: Mapping[str, Sequence[History]], out: str | os.PathLi
     }
     paths = []
     for file_name, figure in figures.items():
-        figure.savefig(out / file_name, dpi=120)
+        image = io.BytesIO()
+        figure.savefig(image, format="png", dpi=120)
         plt.close(figure)
+        atomic_write_bytes(out / file_name, image.getvalue())
         paths.append(out / file_name)
     return paths
 
@@ -81,7 +86,9 @@ def write_figures(results: Mapping[str, Sequence[History]], out: str | os.PathLi
 # --------------------------------------------------------------------------- command line
 
 
-def _count(minimum: int):
+def _count(minimum: int, maximum: int | None = None, holds: str = ""):
+    """A parser of whole numbers from ``minimum`` to ``maximum`` (``holds`` says why the
+    maximum)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -89,6 +96,9 @@ def _count(minimum: int):
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"must be at most {maximum:,} ({holds}), got {value:,}")
         return value
 
     return parse
@@ -135,10 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="learning rate of plain SGD (default and the article: %(default)s)")
     parser.add_argument("--batch-size", type=_count(1), default=ARTICLE["batch_size"],
                         help="mini-batch size (default and the article: %(default)s)")
-    parser.add_argument("--train-subset", type=_count(1), default=None, metavar="N",
+    parser.add_argument("--train-subset", default=None, metavar="N",
+                        type=_count(1, SPLIT_SIZES["train"], "the images the train split holds"),
                         help="train on a seeded subset of N images instead of all 17,000 "
                              "(for quick checks; default: all)")
-    parser.add_argument("--test-subset", type=_count(1), default=None, metavar="N",
+    parser.add_argument("--test-subset", default=None, metavar="N",
+                        type=_count(1, SPLIT_SIZES["test"], "the images the test split holds"),
                         help="evaluate on a fixed subset of N test images instead of all 3,000 "
                              "(for quick checks; default: all)")
     parser.add_argument("--workers", type=_count(1), default=None,
@@ -172,14 +184,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         matplotlib.use("Agg")  # files only, no window
     _check_out_dir(parser, args.out)
     progress = False if args.quiet else None
-    results = run_comparison(
-        epochs=args.epochs, seed_count=args.seeds, lr=args.lr, batch_size=args.batch_size,
-        train_subset=args.train_subset, test_subset=args.test_subset, workers=args.workers,
-        cache=not args.no_cache,
-        progress=progress,
-    )
-    csv_path = write_csv(results, args.out / "results.csv")
-    figures = write_figures(results, args.out)
+    try:
+        results = run_comparison(
+            epochs=args.epochs, seed_count=args.seeds, lr=args.lr, batch_size=args.batch_size,
+            train_subset=args.train_subset, test_subset=args.test_subset, workers=args.workers,
+            cache=not args.no_cache,
+            progress=progress,
+        )
+        csv_path = write_csv(results, args.out / "results.csv")
+        figures = write_figures(results, args.out)
+    except KeyboardInterrupt:
+        kept = ("finished runs are not kept (--no-cache): the same command trains them again"
+                if args.no_cache else
+                "finished runs are kept in the cache: the same command resumes from them")
+        print(f"Interrupted; no file was left half-written; {kept}.", file=sys.stderr)
+        return INTERRUPTED
     if not args.quiet:
         print(f"Test accuracy after {args.epochs} epoch(s), {args.seeds} seed(s):")
         for row in summary(results):

@@ -170,8 +170,10 @@ def update_running_stats(
     unbiased variance ``var * m / (m - 1)`` for ``m`` values per channel."""
     with torch.no_grad():
         unbiased = var * (m / (m - 1))
-        running_mean.mul_(1 - factor).add_(mean.to(running_mean.dtype), alpha=factor)
-        running_var.mul_(1 - factor).add_(unbiased.to(running_var.dtype), alpha=factor)
+        running = [running_mean, running_var]  # both moved in two multi-tensor operations
+        torch._foreach_mul_(running, 1 - factor)
+        torch._foreach_add_(running, [mean.to(running_mean.dtype), unbiased.to(running_var.dtype)],
+                            alpha=factor)
 
 
 def normalize_with_statistics(

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +22,9 @@ import torch
 
 from bnlib.settings import torch_threads
 
-__all__ = ["RESULTS_DIR", "benchmark_result", "fold_speedup", "interleaved", "seconds"]
+__all__ = ["RESULTS_DIR", "VECTOR_FLAGS", "benchmark_result", "cpuinfo_facts", "fold_speedup",
+           "interleaved", "interleaved_rounds", "lscpu_caches", "load_average", "processor", "seconds",
+           "write_benchmark_json"]
 
 #: Where ``make bench`` writes each benchmark's JSON (in a clone of the repository).
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
@@ -32,14 +37,10 @@ def seconds(step: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(baseline: Callable[[], object], candidate: Callable[[], object], repeats: int,
-                warmup: int = 3, timed_by_caller: bool = False) -> tuple[float, float, float]:
-    """Median baseline time, median candidate time (s), median per-round ratio baseline/candidate.
-
-    The two alternate which goes first in each round; ``warmup`` untimed rounds come first.
-    With ``timed_by_caller``, each call returns the seconds that count (for example the time of
-    its epochs, without its set-up) instead of being timed whole.
-    """
+def interleaved_rounds(baseline: Callable[[], object], candidate: Callable[[], object],
+                       repeats: int, warmup: int = 3, timed_by_caller: bool = False) -> dict:
+    """Every round of :func:`interleaved`: ``{"baseline": [s, ...], "candidate": [s, ...],
+    "ratios": [baseline / candidate, ...]}``, one entry per round."""
     if repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats}")
     for _ in range(warmup):
@@ -55,7 +56,19 @@ def interleaved(baseline: Callable[[], object], candidate: Callable[[], object],
         base.append(b)
         cand.append(c)
         ratios.append(b / c)
-    return statistics.median(base), statistics.median(cand), statistics.median(ratios)
+    return {"baseline": base, "candidate": cand, "ratios": ratios}
+
+
+def interleaved(baseline: Callable[[], object], candidate: Callable[[], object], repeats: int,
+                warmup: int = 3, timed_by_caller: bool = False) -> tuple[float, float, float]:
+    """Median baseline time, median candidate time (s), median per-round ratio baseline/candidate.
+
+    The two alternate which goes first in each round; ``warmup`` untimed rounds come first.
+    With ``timed_by_caller``, each call returns the seconds that count (for example the time of
+    its epochs, without its set-up) instead of being timed whole.
+    """
+    rounds = interleaved_rounds(baseline, candidate, repeats, warmup, timed_by_caller)
+    return tuple(statistics.median(rounds[k]) for k in ("baseline", "candidate", "ratios"))
 
 
 def fold_speedup(model: torch.nn.Module, batch_sizes: Sequence[int] = (1, 256), repeats: int = 30,
@@ -85,6 +98,69 @@ def fold_speedup(model: torch.nn.Module, batch_sizes: Sequence[int] = (1, 256), 
         return {"threads": torch.get_num_threads(), "torch": torch.__version__, "repeats": repeats,
                 "max_abs_difference": difference, "load_average": list(os.getloadavg()),
                 "results": results}
+
+
+#: The /proc/cpuinfo flags that decide which kernels torch picks: AVX-512 and AMX families.
+VECTOR_FLAGS = re.compile(r"^(avx512\w*|amx\w*)$")
+
+
+def cpuinfo_facts(text: str) -> dict:
+    """Vendor, model name, family, model, stepping and the :data:`VECTOR_FLAGS` of the first
+    processor in ``text`` (the contents of Linux's ``/proc/cpuinfo``)."""
+    first = text.split("\n\n")[0]
+    fields = {}
+    for line in first.splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return {
+        "vendor": fields.get("vendor_id"), "model_name": fields.get("model name"),
+        "family": fields.get("cpu family"), "model": fields.get("model"),
+        "stepping": fields.get("stepping"),
+        "vector_flags": sorted(f for f in fields.get("flags", "").split() if VECTOR_FLAGS.match(f)),
+    }
+
+
+def lscpu_caches(text: str) -> dict:
+    """``{"L1d": "64 KiB (2 instances)", ...}``: the cache lines of ``lscpu``'s output."""
+    caches = {}
+    for line in text.splitlines():
+        match = re.match(r"\s*(L\d\w?) cache:\s*(.+)$", line)
+        if match:
+            caches[match.group(1)] = match.group(2).strip()
+    return caches
+
+
+def processor() -> dict:
+    """The processor the benchmarks ran on: :func:`cpuinfo_facts`, the caches
+    (:func:`lscpu_caches`), the CPUs this process may use and the kernels torch dispatches to
+    (``torch.backends.cpu.get_cpu_capability()``, e.g. ``"AVX512"``). Fields that cannot be read
+    here (no /proc, no lscpu) are ``None`` or empty."""
+    from bnlib.settings import available_cpus
+
+    try:
+        with open("/proc/cpuinfo") as handle:
+            facts = cpuinfo_facts(handle.read())
+    except OSError:
+        facts = cpuinfo_facts("")
+    caches = {}
+    if shutil.which("lscpu"):
+        result = subprocess.run(["lscpu"], capture_output=True, text=True,
+                                env={**os.environ, "LC_ALL": "C"})
+        caches = lscpu_caches(result.stdout)
+    return {**facts, "caches": caches, "cpus": available_cpus(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15-minute load averages (``uptime``'s)."""
+    return list(os.getloadavg())
+
+
+def write_benchmark_json(path: Path, report: dict) -> None:
+    """Write a benchmark's ``report`` as indented JSON to ``path`` (folders created) and say so."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def benchmark_result(name: str, folder: Path | None = None) -> dict | None:

@@ -21,6 +21,10 @@ from bnlib import experiment
         (["--workers", "0"], "--workers"),
         (["--train-subset", "-5"], "--train-subset"),
         (["--test-subset", "0"], "--test-subset"),
+        (["--train-subset", "999999"], "at most 17,000"),
+        (["--test-subset", "50000"], "at most 3,000"),
+        (["--train-subset", "17001"], "--train-subset"),
+        (["--test-subset", "3001"], "--test-subset"),
         (["--colour", "red"], "unrecognized"),
     ],
 )
@@ -76,3 +80,8 @@ def test_tiny_real_run_writes_csv_and_figures(tmp_path, monkeypatch):
     for name in ("accuracy.png", "train_loss.png", "descent_path.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_whole_splits_are_accepted_as_subsets():
+    args = experiment.build_parser().parse_args(["--train-subset", "17000", "--test-subset", "3000"])
+    assert (args.train_subset, args.test_subset) == (17_000, 3_000)

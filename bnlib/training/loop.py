@@ -7,7 +7,9 @@ What a run does:
   per-sample decoding, no DataLoader): each epoch indexes a shuffled permutation in
   mini-batches of ``batch_size`` (the last, smaller batch included);
 * cross-entropy loss; plain SGD (``"sgd"``), SGD with momentum (``"momentum"``) or Adam
-  (``"adam"``), each updating all parameters in one multi-tensor (``foreach``) step;
+  (``"adam"``), each updating all parameters in one multi-tensor (``foreach``) step (SGD by
+  :class:`bnlib.training.optim.MultiTensorSGD`, torch's arithmetic without importing
+  ``torch.optim``'s compiler machinery into every process);
 * the step runs compiled or eager (:mod:`bnlib.training.engine`); the loss and accuracy of the
   epoch's batches add up in tensors, read once per epoch (no host round trip per step);
 * per epoch: the train loss and accuracy averaged over that epoch's mini-batches (measured in
@@ -37,6 +39,7 @@ from bnlib.evaluation import evaluate
 from bnlib.probes import StepProbe
 from bnlib.training.config import EpochRecord, History, RunConfig
 from bnlib.training.engine import choose_engine, compiled_forward
+from bnlib.training.optim import MultiTensorSGD
 
 __all__ = ["resolve_parameter", "train"]
 
@@ -55,12 +58,13 @@ def resolve_parameter(model: nn.Module, name: str) -> Tensor:
     return parameters[name]
 
 
-def _make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+def _make_optimizer(config: RunConfig, model: nn.Module):
+    """The run's optimizer: :class:`MultiTensorSGD` for SGD, ``torch.optim.Adam`` for Adam."""
     params = model.parameters()
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay, foreach=True)
+    return MultiTensorSGD(params, lr=config.lr, momentum=config.momentum,
+                          weight_decay=config.weight_decay)
 
 
 def _load_data(config: RunConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:

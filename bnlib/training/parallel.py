@@ -1,16 +1,33 @@
 """Many independent runs over processes: :func:`run_many`.
 
-Cache hits are read in the calling process; the runs left to compute go to spawned worker
-processes of one torch thread each (no oversubscription: one worker per available CPU). The
-parent computes each run's cache key once and hands the file path to the worker, which trains,
-writes the history and sends back its JSON text (serialised once).
+Cache hits are read in the calling process. The runs left to compute are shared between the
+calling process and ``workers - 1`` spawned worker processes, each training one run at a time
+with one torch thread (no oversubscription: one process per available CPU). The calling
+process trains runs itself instead of waiting, so it spares one worker's start (a fresh
+interpreter importing torch and loading the data) and starts training at once. The parent
+computes each run's cache key once and hands the file path to the worker, which trains, writes
+the history and sends back its JSON text (serialised once).
+
+Workers end with their parent: they ignore Ctrl-C (they are started with SIGINT blocked, so
+even a Ctrl-C during their start-up prints nothing; the parent, interrupted, ends them and
+re-raises), and on Linux they ask the kernel for SIGKILL when the parent dies
+(``PR_SET_PDEATHSIG``), so a parent killed outright (a timeout, the out-of-memory killer)
+leaves no worker behind; elsewhere a thread in each worker watches its parent.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
-from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from bnlib import settings
@@ -20,12 +37,51 @@ from bnlib.training.config import EpochRecord, History, RunConfig
 
 __all__ = ["run_many"]
 
+#: prctl(2) option asking for a signal when the parent process dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
 _progress_queue = None
 
 
-def _init_worker(queue) -> None:
-    """Worker start-up: the progress queue (each run then takes one torch thread)."""
+def _end_with_parent(parent: int) -> None:
+    """Make this process end when process ``parent`` (its parent) ends, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent:  # the parent died before the request took effect
+                os._exit(1)
+            return
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int, every: float = 0.5) -> None:
+    """Exit this process as soon as it is no longer ``parent``'s child (checked every
+    ``every`` seconds)."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT held back in this thread meanwhile (delivered afterwards): processes started
+    meanwhile inherit the blocked signal, so a Ctrl-C never reaches them."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _init_worker(queue, parent: int) -> None:
+    """Worker start-up: end with the parent, leave Ctrl-C to it, keep the progress queue (each
+    run then takes one torch thread)."""
     global _progress_queue
+    _end_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _progress_queue = queue
 
 
@@ -35,12 +91,6 @@ def _run_in_worker(config: RunConfig, probes: Sequence[StepProbe], path: Path | 
             _progress_queue.put(1)
 
     return store.train_and_store(config, probes, path, progress=False, threads=1, on_epoch=tick)[1]
-
-
-def _drain(queue, bar) -> None:
-    while queue is not None and not queue.empty():
-        queue.get_nowait()
-        bar.update(1)
 
 
 def run_many(
@@ -55,11 +105,12 @@ def run_many(
     Args:
         configs: the runs.
         probes: one sequence of probes per configuration (``None``: no probes). Probes must be
-            picklable, as they travel to the worker process.
-        workers: processes (default :func:`bnlib.settings.default_workers`: one per available
-            CPU, fewer if memory is short; never more than the runs left to compute); each uses
-            one torch thread. ``workers=1`` runs them one after another in this process, which
-            saves the memory of the worker processes (each imports torch and loads the data).
+            picklable, as they travel to the worker processes.
+        workers: processes training at once, this one included (default
+            :func:`bnlib.settings.default_workers`: one per available CPU, fewer if memory is
+            short; never more than the runs left to compute); each uses one torch thread.
+            ``workers=1`` runs them one after another in this process, which saves the memory
+            of the worker processes (each imports torch and loads the data).
         cache: as in :func:`bnlib.training.run`; cache hits are read here and cost no process.
         progress: one bar over all epochs of all runs (default
             :func:`bnlib.settings.show_progress`).
@@ -89,33 +140,85 @@ def run_many(
         bar = tqdm(total=sum(configs[i].epochs for i in todo), unit="epoch", desc=f"{len(todo)} runs")
     workers = min(workers or settings.default_workers(), len(todo))
     try:
-        if workers == 1:
-            for i in todo:
-                results[i] = store.train_and_store(
-                    configs[i], probe_lists[i], paths[i], progress=False, threads=1,
-                    on_epoch=(lambda record: bar.update(1)) if bar is not None else None,
-                )[0]
-        else:
-            _in_pool(configs, probe_lists, paths, todo, results, workers, bar)
+        _Runs(configs, probe_lists, paths, results, bar).run(todo, workers)
     finally:
         if bar is not None:
             bar.close()
     return results  # type: ignore[return-value]
 
 
-def _in_pool(configs, probe_lists, paths, todo, results, workers: int, bar) -> None:
-    """The runs ``todo`` in a pool of ``workers`` spawned processes, into ``results``."""
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager:
-        queue = manager.Queue() if bar is not None else None
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(queue,)) as pool:
-            futures = {pool.submit(_run_in_worker, configs[i], probe_lists[i], paths[i]): i
-                       for i in todo}
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    results[futures[future]] = History.from_json(future.result())
-                _drain(queue, bar)
-        _drain(queue, bar)  # the last epochs reported before their run's end
+class _Runs:
+    """The runs left to compute, shared between this process and a pool of spawned workers;
+    each finished history goes into ``results`` at its run's index."""
+
+    def __init__(self, configs, probe_lists, paths, results, bar) -> None:
+        self.configs, self.probe_lists, self.paths = configs, probe_lists, paths
+        self.results, self.bar = results, bar
+        self.queue = None
+        self.pool: ProcessPoolExecutor | None = None
+        self.running: dict[Future, int] = {}
+        self.waiting: deque[int] = deque()
+        self.slots = 0  # worker processes in the pool
+
+    def run(self, todo: Sequence[int], workers: int) -> None:
+        """Train the runs ``todo`` on ``workers`` processes, this one included."""
+        self.waiting.extend(todo)
+        if workers == 1:
+            while self.waiting:
+                self.train_here(self.waiting.popleft())
+            return
+        context = multiprocessing.get_context("spawn")
+        self.queue = context.SimpleQueue() if self.bar is not None else None
+        self.slots = workers - 1
+        self.pool = ProcessPoolExecutor(self.slots, mp_context=context, initializer=_init_worker,
+                                        initargs=(self.queue, os.getpid()))
+        try:
+            self.hand_out()
+            while self.waiting:  # the workers are busy: train the next run here
+                self.train_here(self.waiting.pop())
+            while self.running:
+                self.collect(timeout=0.5)
+        except BaseException:  # Ctrl-C or a failed run: end the workers now, not after their runs
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        self.pool.shutdown(wait=True)
+        self.drain()  # the last epochs reported before their run's end
+
+    def hand_out(self) -> None:
+        """Give waiting runs (from the front) to idle workers, one each."""
+        while self.waiting and len(self.running) < self.slots:
+            i = self.waiting.popleft()
+            with _sigint_blocked():  # submit starts the worker process if none is idle
+                future = self.pool.submit(_run_in_worker, self.configs[i], self.probe_lists[i],
+                                          self.paths[i])
+            self.running[future] = i
+
+    def collect(self, timeout: float) -> None:
+        """Store the histories of the workers' finished runs (waiting up to ``timeout`` s for
+        one) and give their workers the next waiting runs."""
+        done, _ = wait(self.running, timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in done:
+            self.results[self.running.pop(future)] = History.from_json(future.result())
+        self.drain()
+        if done:
+            self.hand_out()
+
+    def drain(self) -> None:
+        """Move the epochs the workers reported onto the bar."""
+        while self.queue is not None and not self.queue.empty():
+            self.queue.get()
+            self.bar.update(1)
+
+    def train_here(self, i: int) -> None:
+        """Train run ``i`` in this process; between its epochs, keep the workers supplied."""
+        def on_epoch(record: EpochRecord) -> None:
+            if self.bar is not None:
+                self.bar.update(1)
+            if self.pool is not None:
+                self.collect(timeout=0)
+
+        self.results[i] = store.train_and_store(self.configs[i], self.probe_lists[i],
+                                                self.paths[i], progress=False, threads=1,
+                                                on_epoch=on_epoch)[0]
