@@ -61,7 +61,7 @@ def reference_train(model, images, labels, batch_size, epochs, lr, shuffle_seed,
 
 
 def ddp_run(norm: str, n: int, batch_size: int, epochs: int, lr: float, broadcast_buffers=True,
-            accumulation=1, steps=None):
+            accumulation=1, steps=None, join=True):
     """One replica of a data-parallel run of :func:`tiny_net` (``norm``: ``"batch"`` for
     torch's BatchNorm2d, ``"sync"`` for it converted to bnlib's SyncBatchNorm); returns its
     state_dict and the train function's outcome."""
@@ -73,7 +73,7 @@ def ddp_run(norm: str, n: int, batch_size: int, epochs: int, lr: float, broadcas
     outcome = train_data_parallel(
         model, images, labels, optimizer, batch_size=batch_size, epochs=epochs,
         shuffle=torch.Generator().manual_seed(2), accumulation=accumulation,
-        broadcast_buffers=broadcast_buffers, steps=steps)
+        broadcast_buffers=broadcast_buffers, steps=steps, join=join)
     return {"state": model.state_dict(), **outcome}
 
 
@@ -151,7 +151,7 @@ def environment_and_sum():
     total = torch.tensor([float(rank() + 1)])
     dist.all_reduce(total)
     return {name: os.environ.get(name) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")} | {
-        "sum": float(total), "world": world_size()}
+        "sum": float(total), "world": world_size(), "pid": os.getpid()}
 
 
 # --------------------------------------------------------------------------- SyncBatchNorm cases

@@ -19,11 +19,22 @@ replica stop at its next step instead of waiting in a collective.
 :func:`train_config_replica` does this for a :class:`bnlib.training.RunConfig` exactly as
 :func:`bnlib.training.train` would alone (same data, initial weights, shuffling, optimiser), so a
 run on R processes compares with the single-process run of the same configuration.
+
+The command line runs one such training in every process of a group, started by ``torchrun``
+(whose store, like any store rank 0 starts, listens on every interface)::
+
+    torchrun --nproc-per-node 2 -m bnlib.training.data_parallel --sync --out result.json
+
+or started by :func:`bnlib.distributed.launch`, whose store listens on 127.0.0.1 only. Rank 0
+writes the result (``replicas``, ``steps``, ``test_accuracy``, ``test_loss``,
+``seconds_per_step``) as JSON.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import time
 from collections.abc import Callable
 
@@ -31,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from bnlib import settings
-from bnlib.distributed import rank, world_size
+from bnlib.distributed import init_from_environment, rank, world_size
 from bnlib.training.config import RunConfig
 from bnlib.training.loop import _load_data, _make_optimizer, evaluate
 
@@ -73,6 +84,7 @@ def train_data_parallel(
     accumulation: int = 1,
     broadcast_buffers: bool = True,
     steps: int | None = None,
+    join: bool = True,
     channels_last: bool = False,
     on_step: Callable[[int, nn.Module], None] | None = None,
 ) -> dict:
@@ -92,6 +104,10 @@ def train_data_parallel(
             forward pass (torch's default, True) or each replica keeps its own.
         steps: stop after this many optimiser steps on this replica (None: all of them); uneven
             counts end every replica at the shortest one's (DDP's join).
+        join: train inside DDP's ``join(throw_on_early_termination=True)`` (the default). It
+            changes whose buffers DDP copies: under join, those of the highest rank still
+            training, and at its end every replica gets the last rank's buffers; without, rank
+            0's before each forward and nothing at the end.
         channels_last: feed the batches in the channels-last memory format.
         on_step: called as ``on_step(step, model)`` after each optimiser step (step from 1).
 
@@ -111,7 +127,7 @@ def train_data_parallel(
     wrapped = (nn.parallel.DistributedDataParallel(model, forward_sync_buffers=broadcast_buffers)
                if parallel else model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    joined = (wrapped.join(throw_on_early_termination=True) if parallel
+    joined = (wrapped.join(throw_on_early_termination=True) if parallel and join
               else contextlib.nullcontext())
     done, losses, seconds, stopped_early = 0, [], [], False
     model.train()
@@ -210,3 +226,37 @@ def train_config_replica(
     return {**outcome, "test_loss": test_loss, "test_accuracy": test_accuracy, "state": state,
             "rank": rank()}
 
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """The command line (see the module docstring): chapter 04's configuration of the
+    three-convolution net with torch's BatchNorm2d (``--sync``: converted to
+    :class:`bnlib.nn.SyncBatchNorm`), trained data parallel in the group torchrun describes."""
+    parser = argparse.ArgumentParser(prog="python -m bnlib.training.data_parallel",
+                                     description=main.__doc__)
+    parser.add_argument("--sync", action="store_true", help="synchronised batch norm")
+    parser.add_argument("--train-subset", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32, help="the global batch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="JSON file rank 0 writes")
+    options = parser.parse_args(argv)
+    init_from_environment()
+    config = RunConfig(model="three_conv_net", model_kwargs={"norm": "batch"},
+                       optimizer="momentum", lr=0.01, momentum=0.9, seed=options.seed,
+                       batch_size=options.batch_size, epochs=options.epochs,
+                       train_subset=options.train_subset)
+    result = train_config_replica(config, sync=options.sync)
+    summary = {name: result[name] for name in ("replicas", "steps", "test_accuracy", "test_loss")}
+    summary["seconds_per_step"] = sum(result["seconds_per_step"]) / max(1, result["steps"])
+    if rank() == 0:
+        text = json.dumps(summary)
+        if options.out:
+            with open(options.out, "w") as handle:
+                handle.write(text)
+        print(text)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
