@@ -13,6 +13,11 @@ model or a recipe is ported from one to the other:
 
 :func:`running_average` applies the update to a sequence of per-batch values;
 :func:`running_statistics` feeds whole batches the way each framework does.
+
+The running statistics belong to the forward pass, not to the optimiser: every training-mode
+forward is one *update*. When a training step makes k updates (k accumulated micro-batches, a
+checkpointed segment whose forward runs twice), :func:`momentum_for_updates` gives the
+per-update momentum whose k updates forget the old value as one update of ``momentum`` would.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["CONVENTIONS", "running_average", "running_statistics"]
+__all__ = ["CONVENTIONS", "momentum_for_updates", "running_average", "running_statistics"]
 
 #: Each framework's defaults: ``momentum``, whether the variance fed in is unbiased, ``eps``.
 CONVENTIONS = {
@@ -107,3 +112,23 @@ def running_statistics(
     mean = running_average(means, momentum, 0.0, convention)[-1]
     var = running_average(variances, momentum, 1.0, convention)[-1]
     return mean, var
+
+
+def momentum_for_updates(momentum: float | None, updates: int) -> float | None:
+    """The PyTorch-convention momentum for each of ``updates`` (k) updates per training step
+    that decays the old running value as one update of ``momentum`` does:
+    ``1 - (1 - momentum) ** (1 / k)``, since k updates keep ``(1 - m_k) ** k = 1 - momentum`` of it.
+
+    For k micro-batches of one distribution the result equals one update in expectation, not
+    step by step (each micro-batch's statistic enters with its own weight). For a forward that
+    runs twice on the same batch (gradient checkpointing, k = 2) it is exact: both updates see the
+    same statistic. ``None`` (the cumulative average) stays ``None``: it weights every update
+    equally whatever k is, and only ``num_batches_tracked`` counts k per step.
+    """
+    if isinstance(updates, bool) or not isinstance(updates, int) or updates < 1:
+        raise ValueError(f"updates must be a whole number >= 1, got {updates!r}")
+    if momentum is None:
+        return None
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must lie in [0, 1] (or be None), got {momentum}")
+    return 1.0 - (1.0 - momentum) ** (1.0 / updates)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib.running import CONVENTIONS, running_average, running_statistics
+from bnlib.running import CONVENTIONS, momentum_for_updates, running_average, running_statistics
 
 
 
@@ -97,3 +97,45 @@ def test_keras_convention_rule_equals_the_real_keras_batch_normalization():
     # and not PyTorch's rule: with unbiased variances fed in, the variance is off by far more
     _, pytorch_var = running_statistics(batches, "pytorch", momentum=0.01)
     assert np.abs(keras_var - pytorch_var).min() > 1e-2
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.5, 0.9])
+@pytest.mark.parametrize("updates", [1, 2, 4])
+def test_k_updates_of_the_same_batch_equal_one_update_in_torch(momentum, updates):
+    """A forward repeated k times on one batch (checkpointing: k = 2) with the per-update
+    momentum leaves torch's running statistics where one update of ``momentum`` leaves them."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 4, 4, dtype=torch.float64) * 3 + 2
+    once = nn.BatchNorm2d(3, momentum=momentum).double().train()
+    repeated = nn.BatchNorm2d(3, momentum=momentum_for_updates(momentum, updates)).double().train()
+    once(x)
+    for _ in range(updates):
+        repeated(x)
+    torch.testing.assert_close(repeated.running_mean, once.running_mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(repeated.running_var, once.running_var, rtol=1e-12, atol=1e-12)
+
+
+def test_momentum_for_updates_by_hand():
+    assert momentum_for_updates(0.1, 1) == pytest.approx(0.1, rel=1e-15)
+    assert momentum_for_updates(0.1, 2) == pytest.approx(1 - 0.9 ** 0.5, rel=1e-15)  # 0.05132...
+    assert momentum_for_updates(0.19, 2) == pytest.approx(0.1, rel=1e-12)  # 0.81 = 0.9 ** 2
+    assert momentum_for_updates(1.0, 3) == 1.0  # forget everything: each update does
+    assert momentum_for_updates(0.0, 3) == 0.0
+    assert momentum_for_updates(None, 4) is None
+
+
+def test_momentum_for_updates_for_micro_batches_is_right_in_expectation():
+    """k micro-batches with per-update momentum keep (1 - momentum) of the old value, as one
+    update does; the rest is spread over the micro-batches (later ones weigh more)."""
+    m, k = 0.1, 4
+    per_update = momentum_for_updates(m, k)
+    weights = [per_update * (1 - per_update) ** (k - 1 - i) for i in range(k)]
+    assert (1 - per_update) ** k == pytest.approx(1 - m, rel=1e-12)
+    assert sum(weights) == pytest.approx(m, rel=1e-12)
+    assert weights[-1] > weights[0]
+
+
+@pytest.mark.parametrize("momentum, updates", [(0.1, 0), (0.1, 1.5), (0.1, True), (1.5, 2), (-0.1, 2)])
+def test_momentum_for_updates_rejects_bad_input(momentum, updates):
+    with pytest.raises(ValueError):
+        momentum_for_updates(momentum, updates)
