@@ -224,3 +224,28 @@ def subgroup_case(case: dict, size: int):
     (``torch.distributed.new_subgroups``)."""
     group, _ = dist.new_subgroups(group_size=size)
     return sync_bn_case(case, group=group)
+
+
+def count_sync_collectives(steps: int = 2):
+    """The collectives bnlib's SyncBatchNorm calls while :func:`tiny_net` (two layers of 3
+    channels), converted, trains ``steps`` steps under DDP: ``[(name, values)]`` per call."""
+    import bnlib.nn.sync_batchnorm as module
+
+    calls = []
+    real_gather, real_reduce = module.dist.all_gather, module.dist.all_reduce
+
+    def gather(outputs, tensor, *args, **kwargs):
+        calls.append(("all_gather", tensor.numel()))
+        return real_gather(outputs, tensor, *args, **kwargs)
+
+    def reduce(tensor, *args, **kwargs):
+        calls.append(("all_reduce", tensor.numel()))
+        return real_reduce(tensor, *args, **kwargs)
+
+    module.dist.all_gather, module.dist.all_reduce = gather, reduce
+    try:
+        # without join(): its bookkeeping all-reduces would be counted too
+        ddp_run("sync", n=8 * steps, batch_size=8, epochs=1, lr=0.05, join=False)
+    finally:
+        module.dist.all_gather, module.dist.all_reduce = real_gather, real_reduce
+    return calls

@@ -44,9 +44,11 @@ from torch import Tensor, nn
 from bnlib import settings
 from bnlib.distributed import init_from_environment, rank, world_size
 from bnlib.training.config import RunConfig
-from bnlib.training.loop import _load_data, _make_optimizer, evaluate
+from bnlib.evaluation import evaluate
+from bnlib.inference import batch_norm_layers
+from bnlib.training.loop import _load_data, _make_optimizer
 
-__all__ = ["batch_norm_layers", "shard", "shard_loss", "train_config_replica",
+__all__ = ["main", "shard", "shard_loss", "train_config_replica",
            "train_data_parallel"]
 
 
@@ -63,13 +65,6 @@ def shard_loss(logits: Tensor, targets: Tensor, global_count: int, replicas: int
     multiplied by ``replicas``: DDP's average of these gradients is the global mean loss's."""
     total = nn.functional.cross_entropy(logits, targets, reduction="sum")
     return total * (replicas / global_count)
-
-
-def batch_norm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, layer)`` of every layer with running statistics, in ``named_modules`` order."""
-    return [(name, m) for name, m in model.named_modules()
-            if getattr(m, "running_mean", None) is not None
-            and getattr(m, "num_batches_tracked", None) is not None]
 
 
 def train_data_parallel(
@@ -181,6 +176,7 @@ def train_config_replica(
     sync: bool = False,
     accumulation: int = 1,
     broadcast_buffers: bool = True,
+    join: bool = True,
     bn_momentum: float | None | str = "keep",
     threads: int = 1,
 ) -> dict:
@@ -191,15 +187,15 @@ def train_config_replica(
     Args:
         config: the run; ``batch_size`` is the global batch.
         sync: convert the batch norm layers to :class:`bnlib.nn.SyncBatchNorm` first.
-        accumulation, broadcast_buffers: as :func:`train_data_parallel`.
+        accumulation, broadcast_buffers, join: as :func:`train_data_parallel`.
         bn_momentum: set every batch norm layer's momentum to this (a number or None);
             ``"keep"``: leave it.
         threads: torch threads in this process.
 
     Returns:
         this replica's ``{"test_loss", "test_accuracy"`` (its own buffers, eval mode),
-        ``"state"`` (its ``state_dict``, float tensors), ``"losses", "seconds_per_step",
-        "steps", "replicas", "rank"}``.
+        ``"model"`` (the trained replica, in eval mode), ``"losses", "seconds_per_step",
+        "steps", "stopped_early", "replicas", "rank"}``.
     """
     from bnlib.nn import SyncBatchNorm
 
@@ -212,19 +208,18 @@ def train_config_replica(
         if sync:
             model = SyncBatchNorm.convert_sync_batchnorm(model)
         if bn_momentum != "keep":
-            for _, layer in batch_norm_layers(model):
+            for layer in batch_norm_layers(model):
                 layer.momentum = bn_momentum
         optimizer = _make_optimizer(config, model)
         shuffle = torch.Generator().manual_seed(config.seed + 2)
         outcome = train_data_parallel(
             model, x_train, y_train, optimizer, batch_size=config.batch_size,
             epochs=config.epochs, shuffle=shuffle, accumulation=accumulation,
-            broadcast_buffers=broadcast_buffers, channels_last=config.channels_last)
+            broadcast_buffers=broadcast_buffers, join=join, channels_last=config.channels_last)
         test_loss, test_accuracy = evaluate(model, x_test, y_test,
                                             channels_last=config.channels_last)
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return {**outcome, "test_loss": test_loss, "test_accuracy": test_accuracy, "state": state,
-            "rank": rank()}
+    return {**outcome, "test_loss": test_loss, "test_accuracy": test_accuracy,
+            "model": model.eval(), "rank": rank()}
 
 
 
