@@ -89,9 +89,8 @@ def synthetic_results() -> dict:
             "accumulate_2": [_replica(0.07, 0.9, 1.0)],
             "accumulate_2_corrected": [_replica(0.07, 0.95, 1.0)],
             "one_batch": [_replica(0.05, 1.02, 1.0)]}
-    runs["sync_2"][0]["seconds_per_step"] = 0.03
     return {"setting_name": "short", "setting": setting, "runs": runs, "sweep": rows,
-            "latency": {2: 0.0005}, "paper": {k: experiment.communication(k, [16] * 3, 100)
+            "latency": {2: 0.0005}, "step": {2: {"replica": 0.02, "sync": 0.03}}, "paper": {k: experiment.communication(k, [16] * 3, 100)
                                                for k in experiment.PAPER_REPLICAS},
             "layers": [16, 16, 16], "parameters": 100,
             "config": {"batch_size": 32, "train_subset": 1000, "epochs": 2}}
@@ -125,7 +124,7 @@ def test_sweep_table_rows():
     two = next(r for r in rows if r["replicas"] == 2)
     assert two["ddp_per_replica"] == 0.0506 and two["ddp_sync"] == 0.0504
     assert all(r["sync"] == rows[0]["per_replica"] for r in rows)
-    assert next(r for r in rows if r["replicas"] == 8)["ddp_sync"] is None
+    assert "ddp_sync" not in next(r for r in rows if r["replicas"] == 8)
 
 
 def test_base_config_is_chapter_04s_with_torchs_batch_norm():
@@ -148,3 +147,26 @@ def experiment_figure():
     from bnlib import plots
 
     return plots.replica_sweep(experiment.sweep_table(synthetic_results()))
+
+
+def test_table_rows():
+    results = synthetic_results()
+    cost = experiment.cost_rows(results)
+    assert [r["replicas"] for r in cost] == list(experiment.PAPER_REPLICAS)
+    assert cost[0]["gathered_kb"] == 2 * 3 * 33 * 4 / 1e3
+    buffers = experiment.buffer_rows(results)
+    assert [r["replicas"].split(",")[0] for r in buffers] == ["agree exactly", "disagree",
+                                                              "disagree"]
+    assert buffers[1]["gap_high"] == pytest.approx(abs(1.5 / 1.1 - 1))
+    accumulation = experiment.accumulation_rows(results)
+    assert [r["updates"] for r in accumulation] == [10, 10, 10]
+    assert accumulation[2]["momentum"] == pytest.approx(momentum_for_updates(0.1, 2))
+    assert accumulation[1]["gap"] == pytest.approx(0.1)
+
+
+def test_confirmation_rows():
+    rows = experiment.confirmation_rows(synthetic_results())
+    assert [(r["batch_norm"], r["normalisation_batch"]) for r in rows] == [
+        ("per-replica", 16), ("SyncBatchNorm", 32)]
+    assert rows[0]["ddp"] == 0.0506 and rows[0]["chapter_04"] == pytest.approx(0.05 + 0.01 / 16)
+    assert "within the spread" in rows[1]["verdict"]

@@ -36,7 +36,7 @@ import torch
 
 from bnlib import data as bnlib_data
 from bnlib import settings
-from bnlib.distributed import launch, rank
+from bnlib.distributed import launch, rank, world_size
 from bnlib.experiments import variants
 from bnlib.running import momentum_for_updates
 from bnlib.seeds import summarize
@@ -128,11 +128,52 @@ def _bn_layers(model):
     return batch_norm_layers(model)
 
 
+def interleaved_step_seconds(config_dict: dict, steps: int = 40) -> dict:
+    """Median seconds of a DDP training step with per-replica batch norm and with
+    SyncBatchNorm, the two models stepping in turn on the same global batches (so a slow spell
+    of a shared machine hits both); run in every process. ``{"replica", "sync"}``."""
+    from torch import nn
+
+    from bnlib.nn import SyncBatchNorm
+    from bnlib.training import RunConfig
+    from bnlib.training.data_parallel import shard, shard_loss
+    from bnlib.training.loop import _load_data
+
+    config = RunConfig.from_dict(config_dict)
+    images, labels, _, _ = _load_data(config)
+    images = images.contiguous(memory_format=torch.channels_last)
+    models = {}
+    for kind in ("replica", "sync"):
+        torch.manual_seed(config.seed)
+        model = config.build_model().to(memory_format=torch.channels_last)
+        if kind == "sync":
+            model = SyncBatchNorm.convert_sync_batchnorm(model)
+        models[kind] = nn.parallel.DistributedDataParallel(model)
+    optimizers = {kind: torch.optim.SGD(m.parameters(), lr=config.lr) for kind, m in
+                  models.items()}
+    replicas, per_replica = world_size(), config.batch_size // world_size()
+    times: dict[str, list[float]] = {kind: [] for kind in models}
+    for step in range(steps + 5):
+        batch = torch.arange(step * config.batch_size, (step + 1) * config.batch_size)
+        batch = batch % len(images)
+        mine = shard(batch, rank(), replicas, per_replica)
+        for kind, model in models.items():
+            began = time.perf_counter()
+            optimizers[kind].zero_grad()
+            shard_loss(model(images[mine]), labels[mine], len(batch), replicas).backward()
+            optimizers[kind].step()
+            if step >= 5:
+                times[kind].append(time.perf_counter() - began)
+    return {kind: statistics.median(values) for kind, values in times.items()}
+
+
 def measure_runs(config_dict: dict, specs: Sequence[dict]) -> dict:
     """:func:`measure_replica` for each spec, one after the other, in one group, then the time
-    of a small all-reduce (:func:`small_all_reduce_seconds`): ``{"runs", "latency"}``."""
+    of a small all-reduce (:func:`small_all_reduce_seconds`) and of the two kinds of training
+    step (:func:`interleaved_step_seconds`): ``{"runs", "latency", "step"}``."""
     return {"runs": [measure_replica(config_dict, spec) for spec in specs],
-            "latency": small_all_reduce_seconds()}
+            "latency": small_all_reduce_seconds(),
+            "step": interleaved_step_seconds(config_dict)}
 
 
 def small_all_reduce_seconds(floats: int = 33, repeats: int = 200) -> float:
@@ -256,9 +297,12 @@ def run(setting: str | None = None) -> dict:
     config = base_config(ch04)
     runs: dict[str, list[dict]] = {}
     latency: dict[int, float] = {}
+    step: dict[int, dict] = {}
     for replicas, specs in _specs(chosen).items():
         results = _data_parallel(config, specs, replicas)
         latency[replicas] = statistics.median(r["latency"] for r in results)
+        step[replicas] = {kind: max(r["step"][kind] for r in results)
+                          for kind in ("replica", "sync")}
         for index, spec in enumerate(specs):
             runs[spec["name"]] = [per_rank["runs"][index] for per_rank in results]
     for spec in _accumulation_specs(chosen):
@@ -273,7 +317,8 @@ def run(setting: str | None = None) -> dict:
     parameters = sum(p.numel() for p in model.parameters())
     paper = {k: communication(k, channels, parameters) for k in PAPER_REPLICAS}
     return {"setting_name": name, "setting": chosen, "ch04": ch04, "runs": runs,
-            "sweep": sweep, "latency": latency, "paper": paper, "layers": channels,
+            "sweep": sweep, "latency": latency, "step": step, "paper": paper,
+            "layers": channels,
             "parameters": parameters, "config": config.to_dict()}
 
 
@@ -340,7 +385,8 @@ def _seed0(rows: Sequence[Mapping], k: int) -> float:
 def sweep_table(results: Mapping[str, Any]) -> list[dict]:
     """Rows of the replica sweep: ``replicas`` k, ``shard`` 32 / k, per-replica batch norm's test
     error (chapter 04's ghost batches of 32 / k: mean and sd over seeds), SyncBatchNorm's (the
-    whole batch at every k), group norm's, and the data-parallel confirmations where run."""
+    whole batch at every k), group norm's, and the data-parallel confirmations
+    (``ddp_per_replica``, ``ddp_sync``) in the rows where they were run."""
     summaries = _sweep_summaries(results["sweep"])
     batch = results["config"]["batch_size"]
     full = summaries[(variants.BN_GHOST, batch)]
@@ -352,10 +398,11 @@ def sweep_table(results: Mapping[str, Any]) -> list[dict]:
         k = batch // size
         ddp = results["runs"].get(f"replica_{k}")
         sync = results["runs"].get(f"sync_{k}")
-        rows.append({"replicas": k, "shard": size, "per_replica": summary.mean,
-                     "per_replica_sd": summary.sd, "sync": full.mean, "group_norm": gn.mean,
-                     "ddp_per_replica": ddp[0]["test_error"] if ddp else None,
-                     "ddp_sync": sync[0]["test_error"] if sync else None})
+        row = {"replicas": k, "shard": size, "per_replica": summary.mean,
+               "per_replica_sd": summary.sd, "sync": full.mean, "group_norm": gn.mean}
+        if ddp and sync:
+            row |= {"ddp_per_replica": ddp[0]["test_error"], "ddp_sync": sync[0]["test_error"]}
+        rows.append(row)
     return rows
 
 
@@ -380,7 +427,8 @@ def findings(results: Mapping[str, Any]) -> dict:
             out[f"{kind}_{k}_phrase"] = agreement_phrase(
                 ours - theirs, summaries[(variants.BN_GHOST, against)])
         out[f"shard_{k}"] = size
-    out["k_small"], out["k_large"] = min(setting["replicas"]), max(setting["replicas"])
+    out["k_small"] = min(setting["replicas"])
+    out["replicas_text"] = " and ".join(str(k) for k in setting["replicas"])
     # the sweep: per-replica BN at its smallest shard against k = 1; group norm
     sizes = sorted(k for method, k in summaries if method == variants.BN_GHOST)
     smallest = summaries[(variants.BN_GHOST, sizes[0])]
@@ -420,8 +468,8 @@ def findings(results: Mapping[str, Any]) -> dict:
                                                 "the uncorrected momentum's")}
     # cost
     k2 = min(setting["replicas"])
-    sync_time = runs[f"sync_{k2}"][0]["seconds_per_step"]
-    replica_time = runs[f"replica_{k2}"][0]["seconds_per_step"]
+    sync_time = results["step"][k2]["sync"]
+    replica_time = results["step"][k2]["replica"]
     out |= {"time_sync_ms": sync_time * 1e3, "time_replica_ms": replica_time * 1e3,
             "time_ratio": sync_time / replica_time, "bn_layers": len(results["layers"]),
             "channels": results["layers"][0], "parameters": results["parameters"]}
@@ -430,4 +478,76 @@ def findings(results: Mapping[str, Any]) -> dict:
     for replicas, cost in results["paper"].items():
         out[f"gathered_{replicas}_kb"] = cost["gathered_bytes"] / 1e3
     out["sync_collectives"] = results["paper"][PAPER_REPLICAS[0]]["sync_collectives"]
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def cost_rows(results: Mapping[str, Any]) -> list[dict]:
+    """One row per replica count of :data:`PAPER_REPLICAS`: what one step sends per process
+    (kilobytes) and the latency steps of one all-reduce (:func:`communication`)."""
+    return [{"replicas": k, "collectives": c["sync_collectives"],
+             "gathered_kb": c["gathered_bytes"] / 1e3, "reduced_kb": c["reduced_bytes"] / 1e3,
+             "gradient_kb": c["gradient_bytes"] / 1e3, "ring_hops": c["ring_hops"],
+             "tree_hops": c["tree_hops"]} for k, c in results["paper"].items()]
+
+
+#: The buffer runs of :func:`buffer_rows`: run-name prefix and how DDP treated the buffers.
+BUFFER_RUNS = (("replica", "copied (torch's default), inside join()"),
+               ("no_join", "copied (torch's default), no join()"),
+               ("no_broadcast", "not copied (broadcast_buffers=False)"))
+
+
+def buffer_rows(results: Mapping[str, Any]) -> list[dict]:
+    """Per buffer run: how DDP treated the buffers, whether the replicas' running variances
+    agree, the smallest and largest replica's gap to the population variance and test error
+    with its own running statistics, and the test error with the population statistics."""
+    k = results["setting"]["buffer_replicas"]
+    rows = []
+    for prefix, treatment in BUFFER_RUNS:
+        replicas = results["runs"][f"{prefix}_{k}"]
+        population = replicas[0]["population"]
+        gaps = [statistics_gap(r["running"], population)["var"] for r in replicas]
+        errors = [r["test_error"] for r in replicas]
+        rows.append({"buffers": treatment,
+                     "replicas": ranks_phrase(_largest_rank_difference(replicas)),
+                     "gap_low": min(gaps), "gap_high": max(gaps), "error_low": min(errors),
+                     "error_high": max(errors),
+                     "population_error": replicas[0]["population_test_error"]})
+    return rows
+
+
+def accumulation_rows(results: Mapping[str, Any]) -> list[dict]:
+    """One batch of 32 against k accumulated micro-batches with the layers' momentum and with
+    the per-update momentum: updates of the running statistics, momentum, gap to the population
+    variance, test error with the running and with the population statistics."""
+    a, batch = results["setting"]["accumulation"], results["config"]["batch_size"]
+    runs = results["runs"]
+    entries = ((f"one batch of {batch}", runs["one_batch"][0], BN_MOMENTUM),
+               (f"{a} micro-batches of {batch // a}", runs[f"accumulate_{a}"][0], BN_MOMENTUM),
+               (f"{a} micro-batches of {batch // a}, per-update momentum",
+                runs[f"accumulate_{a}_corrected"][0], momentum_for_updates(BN_MOMENTUM, a)))
+    return [{"training": name, "updates": r["tracked"][0], "momentum": momentum,
+             "gap": statistics_gap(r["running"], r["population"])["var"],
+             "error": r["test_error"], "population_error": r["population_test_error"]}
+            for name, r, momentum in entries]
+
+
+def confirmation_rows(results: Mapping[str, Any]) -> list[dict]:
+    """Per data-parallel run (k replicas, per-replica or synchronised batch norm): its test
+    error, chapter 04's run with the same normalisation batch (ghost batches of 32 / k, or the
+    whole batch; seed 0) and the verdict of :func:`agreement_phrase`."""
+    rows, batch = results["sweep"], results["config"]["batch_size"]
+    summaries = _sweep_summaries(rows)
+    out = []
+    for k in results["setting"]["replicas"]:
+        for kind, size, label in (("replica", batch // k, "per-replica"),
+                                  ("sync", batch, "SyncBatchNorm")):
+            ours = results["runs"][f"{kind}_{k}"][0]["test_error"]
+            theirs = _seed0(rows, size)
+            out.append({"replicas": k, "batch_norm": label, "normalisation_batch": size,
+                        "ddp": ours, "chapter_04": theirs,
+                        "verdict": agreement_phrase(ours - theirs,
+                                                    summaries[(variants.BN_GHOST, size)])})
     return out

@@ -35,7 +35,7 @@ def replica_sweep(rows: Sequence[Mapping[str, float | None]]) -> Figure:
             label="group norm (independent of k)")
     for key, colour, label in (("ddp_per_replica", "C0", "DDP run, per-replica batch norm"),
                                ("ddp_sync", "C1", "DDP run, SyncBatchNorm")):
-        points = [(r["replicas"], r[key] * 100) for r in rows if r[key] is not None]
+        points = [(r["replicas"], r[key] * 100) for r in rows if key in r]
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, "D", mfc="none", color=colour, ms=9, mew=1.6, label=label)
