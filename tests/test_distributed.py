@@ -118,6 +118,7 @@ UNEVEN = dict(EVEN, n=62)
 def two_replicas():
     runs = [dict(EVEN, norm="batch"), dict(EVEN, norm="batch", broadcast_buffers=False),
             dict(EVEN, norm="batch", join=False),
+            dict(EVEN, norm="batch", join=False, accumulation=2),
             dict(EVEN, norm="sync"), dict(UNEVEN, norm="batch"), dict(UNEVEN, norm="sync")]
     return runs, launch(workers.ddp_runs, 2, (runs,), timeout=120)
 
@@ -130,8 +131,9 @@ def four_replicas():
 
 
 def ghost_reference(run: dict, replicas: int):
-    """The single-process run with ghost batch norm over groups of the shard size."""
-    per_replica = run["batch_size"] // replicas
+    """The single-process run with ghost batch norm over groups of the shard size (of the
+    micro-batch, with accumulation)."""
+    per_replica = run["batch_size"] // replicas // run.get("accumulation", 1)
     model = workers.tiny_net(norm=lambda c: bnlib_nn.GhostBatchNorm2d(c, per_replica))
     images, labels = workers.tiny_data(run["n"])
     return workers.reference_train(model, images, labels, run["batch_size"], run["epochs"],
@@ -183,9 +185,10 @@ def test_sync_batch_norm_is_batch_norm_over_the_global_batch(request, fixture):
 
 
 def _shard_statistics(run: dict, replicas: int):
-    """Per step, per layer, per replica: the (mean, unbiased variance) of its shard's input to
-    each batch norm layer, from the ghost reference (which the weights equal)."""
-    per_replica = run["batch_size"] // replicas
+    """Per step, per layer, per ghost group (replica r's micro-batch j is group r * a + j):
+    the (mean, unbiased variance) of its input to each batch norm layer, from the ghost
+    reference (which the weights equal)."""
+    per_replica = run["batch_size"] // replicas // run.get("accumulation", 1)
     seen = []
     model_layers = []
     model = workers.tiny_net(norm=lambda c: bnlib_nn.GhostBatchNorm2d(c, per_replica))
@@ -214,23 +217,28 @@ def test_running_statistics_under_ddps_buffer_broadcast(request, fixture, replic
     for index, run in enumerate(runs):
         if run["norm"] != "batch" or run["n"] % run["batch_size"]:
             continue
-        stats = _shard_statistics(run, replicas)  # [step][layer][replica] -> (mean, var)
+        stats = _shard_statistics(run, replicas)  # [step][layer][group] -> (mean, var)
         names = ["1", "4"]
         for layer, name in enumerate(names):
             means = [[s[layer][r][0] for s in stats] for r in range(replicas)]
             varis = [[s[layer][r][1] for s in stats] for r in range(replicas)]
             got = [r[index]["state"] for r in results]
-            if run.get("broadcast_buffers", True) and run.get("join", True):
-                # under join() DDP copies the buffers of the highest rank still training
-                # (torch's _find_common_rank, a MAX all-reduce), here the last one, and at the
-                # end of join() every rank gets the last rank's: the average of its own shards
-                last = replicas - 1
-                for r in range(replicas):
-                    torch.testing.assert_close(got[r][f"{name}.running_mean"],
-                                               _running(means[last]))
-                    torch.testing.assert_close(got[r][f"{name}.running_var"],
-                                               _running(varis[last], start=1.0))
-            elif run.get("broadcast_buffers", True):
+            if run.get("accumulation", 1) > 1:
+                # no_sync() before the last micro-batch: a forward under no_sync() leaves DDP's
+                # require_forward_param_sync false, so only the first micro-batch of a step
+                # starts from rank 0's buffers; each rank then updates once per micro-batch
+                a = run["accumulation"]
+                own = [[s[layer][g] for s in stats for g in range(r * a, (r + 1) * a)]
+                       for r in range(replicas)]
+                rank0_mean = _running([m for m, _ in own[0]])
+                torch.testing.assert_close(got[0][f"{name}.running_mean"], rank0_mean)
+                before_mean = _running([m for m, _ in own[0][:-a]])
+                for r in range(1, replicas):
+                    expected = before_mean
+                    for m, _ in own[r][-a:]:
+                        expected = 0.9 * expected + 0.1 * m
+                    torch.testing.assert_close(got[r][f"{name}.running_mean"], expected)
+            elif run.get("broadcast_buffers", True) and run.get("join", True):            elif run.get("broadcast_buffers", True):
                 # without join(): rank 0's buffers before every forward, nothing at the end;
                 # rank 0 ends with the average of its own shards only
                 torch.testing.assert_close(got[0][f"{name}.running_mean"], _running(means[0]))
