@@ -14,6 +14,8 @@ module                      checks
 ``variants``                chapter 04, layer, group and instance norm
 ``hindi_digits``            chapter 05, the article's network
 ``benefits``                chapter 06, the claimed benefits
+``distributed``             chapter 07, merging shards' statistics, the per-update
+                            momentum, ghost batch norm
 ``popular``                 the departures from PyTorch found in popular tutorials,
                             as named variants, and the measurements that expose them
 ==========================  ==========================================================
@@ -22,6 +24,14 @@ How a chapter's checker is written (``distributed.py`` and ``doctor.py`` follow 
 pattern)::
 
     from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
+from bnlib.exercises.distributed import (
+    GHOST_MISTAKES,
+    MERGE_MISTAKES,
+    MOMENTUM_MISTAKES,
+    check_ghost_batch_norm,
+    check_merge_moments,
+    check_per_update_momentum,
+)
 
     #: Each typical mistake as the code that makes it, with the reader's signature.
     MISTAKES = (Mistake("eps left out", lambda x, eps: my_thing(x, 0.0)), ...)
@@ -46,6 +56,14 @@ pattern)::
 """
 
 from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
+from bnlib.exercises.distributed import (
+    GHOST_MISTAKES,
+    MERGE_MISTAKES,
+    MOMENTUM_MISTAKES,
+    check_ghost_batch_norm,
+    check_merge_moments,
+    check_per_update_momentum,
+)
 from bnlib.exercises.equations import (
     BACKWARD_MISTAKES,
     FORWARD_MISTAKES,
@@ -63,12 +81,18 @@ from bnlib.exercises.equations import (
 __all__ = [
     "BACKWARD_MISTAKES",
     "FORWARD_MISTAKES",
+    "GHOST_MISTAKES",
+    "MERGE_MISTAKES",
+    "MOMENTUM_MISTAKES",
     "Case",
     "Mistake",
     "Verdict",
     "check_answers",
     "check_batch_norm_backward",
     "check_batch_norm_forward",
+    "check_ghost_batch_norm",
+    "check_merge_moments",
+    "check_per_update_momentum",
     "compare_modules",
     "compare_with_finite_differences",
     "compare_with_torch",
