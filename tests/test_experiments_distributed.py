@@ -90,7 +90,7 @@ def synthetic_results() -> dict:
             "accumulate_2_corrected": [_replica(0.07, 0.95, 1.0)],
             "one_batch": [_replica(0.05, 1.02, 1.0)]}
     return {"setting_name": "short", "setting": setting, "runs": runs, "sweep": rows,
-            "latency": {2: 0.0005}, "step": {2: {"replica": 0.02, "sync": 0.03}}, "paper": {k: experiment.communication(k, [16] * 3, 100)
+            "latency": {2: 0.0005}, "step": {2: {"replica": 0.025, "sync": 0.03, "unsynced": 0.02}}, "paper": {k: experiment.communication(k, [16] * 3, 100)
                                                for k in experiment.PAPER_REPLICAS},
             "layers": [16, 16, 16], "parameters": 100,
             "config": {"batch_size": 32, "train_subset": 1000, "epochs": 2}}
@@ -110,7 +110,8 @@ def test_findings_on_synthetic_results():
     assert found["acc_gap"] == pytest.approx(0.1)
     assert found["acc_vs_one"].startswith("farther")
     assert found["corrected_vs_plain"].startswith("closer")
-    assert found["time_ratio"] == pytest.approx(1.5)
+    assert found["time_ratio"] == pytest.approx(1.5)  # sync against the same layers unsynced
+    assert found["time_extra_ms"] == pytest.approx(10.0)
     assert found["latency_2_ms"] == pytest.approx(0.5)
     assert found["sweep_max_replicas"] == 32 and found["gn_err"] == pytest.approx(0.1)
     assert found["sweep_phrase"].startswith("changed by +1.0")  # the seeds overlap

@@ -129,9 +129,14 @@ def _bn_layers(model):
 
 
 def interleaved_step_seconds(config_dict: dict, steps: int = 40) -> dict:
-    """Median seconds of a DDP training step with per-replica batch norm and with
-    SyncBatchNorm, the two models stepping in turn on the same global batches (so a slow spell
-    of a shared machine hits both); run in every process. ``{"replica", "sync"}``."""
+    """Median seconds of a DDP training step, three models stepping in turn on the same global
+    batches (so a slow spell of a shared machine hits all three); run in every process.
+
+    ``"sync"``: SyncBatchNorm over the group; ``"unsynced"``: the same SyncBatchNorm layers, each
+    in a group of its own process only (``new_subgroups(group_size=1)``: the same computation
+    without the batch norm collectives); ``"replica"``: torch's BatchNorm2d (its native kernel).
+    """
+    import torch.distributed as dist
     from torch import nn
 
     from bnlib.nn import SyncBatchNorm
@@ -142,12 +147,13 @@ def interleaved_step_seconds(config_dict: dict, steps: int = 40) -> dict:
     config = RunConfig.from_dict(config_dict)
     images, labels, _, _ = _load_data(config)
     images = images.contiguous(memory_format=torch.channels_last)
+    alone, _ = dist.new_subgroups(group_size=1)
     models = {}
-    for kind in ("replica", "sync"):
+    for kind, group in (("replica", None), ("sync", None), ("unsynced", alone)):
         torch.manual_seed(config.seed)
         model = config.build_model().to(memory_format=torch.channels_last)
-        if kind == "sync":
-            model = SyncBatchNorm.convert_sync_batchnorm(model)
+        if kind != "replica":
+            model = SyncBatchNorm.convert_sync_batchnorm(model, process_group=group)
         models[kind] = nn.parallel.DistributedDataParallel(model)
     optimizers = {kind: torch.optim.SGD(m.parameters(), lr=config.lr) for kind, m in
                   models.items()}
@@ -302,7 +308,7 @@ def run(setting: str | None = None) -> dict:
         results = _data_parallel(config, specs, replicas)
         latency[replicas] = statistics.median(r["latency"] for r in results)
         step[replicas] = {kind: max(r["step"][kind] for r in results)
-                          for kind in ("replica", "sync")}
+                          for kind in ("replica", "sync", "unsynced")}
         for index, spec in enumerate(specs):
             runs[spec["name"]] = [per_rank["runs"][index] for per_rank in results]
     for spec in _accumulation_specs(chosen):
@@ -468,10 +474,12 @@ def findings(results: Mapping[str, Any]) -> dict:
                                                 "the uncorrected momentum's")}
     # cost
     k2 = min(setting["replicas"])
-    sync_time = results["step"][k2]["sync"]
-    replica_time = results["step"][k2]["replica"]
-    out |= {"time_sync_ms": sync_time * 1e3, "time_replica_ms": replica_time * 1e3,
-            "time_ratio": sync_time / replica_time, "bn_layers": len(results["layers"]),
+    times = results["step"][k2]
+    out |= {"time_sync_ms": times["sync"] * 1e3, "time_unsynced_ms": times["unsynced"] * 1e3,
+            "time_replica_ms": times["replica"] * 1e3,
+            "time_ratio": times["sync"] / times["unsynced"],
+            "time_extra_ms": (times["sync"] - times["unsynced"]) * 1e3,
+            "bn_layers": len(results["layers"]),
             "channels": results["layers"][0], "parameters": results["parameters"]}
     for processes, seconds in results["latency"].items():
         out[f"latency_{processes}_ms"] = seconds * 1e3
