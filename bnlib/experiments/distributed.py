@@ -81,8 +81,8 @@ def _layer_statistics(model) -> list[dict]:
 
 def statistics_gap(running: Sequence[Mapping], population: Sequence[Mapping]) -> dict:
     """How far running statistics lie from the population's, averaged over every channel of
-    every layer: ``var``: mean of |running_var / population_var - 1|; ``mean``: mean of
-    |running_mean - population_mean| / sqrt(population_var) (in population standard
+    every layer: ``var``: mean of ``abs(running_var / population_var - 1)``; ``mean``: mean of
+    ``abs(running_mean - population_mean) / sqrt(population_var)`` (in population standard
     deviations)."""
     var_gaps, mean_gaps = [], []
     for ours, pop in zip(running, population, strict=True):
@@ -365,7 +365,8 @@ def closer_phrase(gap: float, other: float, other_name: str) -> str:
 
 
 def _largest_rank_difference(replicas: Sequence[Mapping]) -> float:
-    """Largest |a / b - 1| over pairs of replicas, layers and channels of the running variance."""
+    """Largest ``abs(b / a - 1)`` over the replicas (against the first), layers and channels of
+    the running variance."""
     worst = 0.0
     first = replicas[0]["running"]
     for other in replicas[1:]:

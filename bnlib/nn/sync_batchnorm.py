@@ -2,8 +2,8 @@
 
 :class:`SyncBatchNorm` normalises every process's shard with the statistics of the whole group's
 batch, as if the shards were concatenated. It has the interface of ``torch.nn.SyncBatchNorm``
-(constructor, parameter and buffer names, ``state_dict`` keys, :meth:`SyncBatchNorm.
-convert_sync_batchnorm`) but is not a subclass of it: ``DistributedDataParallel`` refuses a CPU
+(constructor, parameter and buffer names, ``state_dict`` keys,
+:meth:`SyncBatchNorm.convert_sync_batchnorm`) but is not a subclass of it: ``DistributedDataParallel`` refuses a CPU
 module holding torch's (or a subclass), and torch's raises for CPU input in training. It is a thin
 module over the base of :mod:`bnlib.nn.batchnorm` and one autograd function,
 :class:`SyncBatchNormFunction`:
