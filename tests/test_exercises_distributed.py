@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 
 from bnlib.exercises import (
-    GHOST_MISTAKES,
     MERGE_MISTAKES,
     MOMENTUM_MISTAKES,
-    check_ghost_batch_norm,
     check_merge_moments,
     check_per_update_momentum,
 )
@@ -35,19 +33,8 @@ def momentum(m, k):
     return 1 - np.exp(np.log1p(-m) / k)
 
 
-def ghost(x, size, eps):
-    out = np.empty_like(x)
-    for start in range(0, len(x), size):
-        g = x[start : start + size]
-        mu = g.mean(axis=(0, 2, 3), keepdims=True)
-        var = ((g - mu) ** 2).mean(axis=(0, 2, 3), keepdims=True)
-        out[start : start + size] = (g - mu) / np.sqrt(var + eps)
-    return out
-
-
 @pytest.mark.parametrize("check,solution", [(check_merge_moments, merge),
-                                            (check_per_update_momentum, momentum),
-                                            (check_ghost_batch_norm, ghost)])
+                                            (check_per_update_momentum, momentum)])
 def test_a_correct_solution_passes(check, solution):
     verdict = check(solution)
     assert verdict.passed, verdict
@@ -56,8 +43,7 @@ def test_a_correct_solution_passes(check, solution):
 
 @pytest.mark.parametrize("check,mistake", [
     *[(check_merge_moments, m) for m in MERGE_MISTAKES],
-    *[(check_per_update_momentum, m) for m in MOMENTUM_MISTAKES],
-    *[(check_ghost_batch_norm, m) for m in GHOST_MISTAKES]],
+    *[(check_per_update_momentum, m) for m in MOMENTUM_MISTAKES]],
     ids=lambda v: getattr(v, "name", getattr(v, "__name__", "")))
 def test_each_mistake_fails_and_is_named(check, mistake):
     verdict = check(mistake.answer)

@@ -1,4 +1,4 @@
-"""bnlib.variants (and the ghost-batch layer) against independent references: torch's own layers, direct formulas written out
+"""bnlib.experiments.variant_identities (and the ghost-batch layer) against independent references: torch's own layers, direct formulas written out
 here, hand-computed cases, and the published invariance tables. (bnlib.nn's BatchRenorm2d and
 RMSNorm are tested in test_nn.py.)"""
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib import models, variants
+from bnlib import models
+from bnlib.experiments import variant_identities as variants
 from bnlib import nn as bnlib_nn
 from bnlib.nn import GhostBatchNorm2d
 from bnlib.seeds import summarize
@@ -243,7 +244,7 @@ def test_invariance_markdown_has_one_row_per_method():
     differences = {("a", "s"): 1e-15, ("a", "t"): 0.5, ("b", "s"): 0.2, ("b", "t"): 0.0}
     text = variants.invariance_markdown(differences)
     lines = text.splitlines()
-    assert lines[0] == "| | s | t |" and len(lines) == 4
+    assert lines[0] == "| method | s | t |" and len(lines) == 4  # every column has a header
     assert lines[2].startswith("| a | **invariant**") and "no (5e-01)" in lines[2]
 
 

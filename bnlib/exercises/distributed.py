@@ -1,29 +1,27 @@
-"""Chapter 07's checkers: merging shards' statistics, the per-update momentum, ghost batch norm.
+"""Chapter 07's checkers: merging shards' statistics and the per-update momentum (ghost batch
+norm by hand is chapter 06's exercise, :func:`bnlib.exercises.benefits.check_ghost_batch_norm`).
 
 For the reader's exercises::
 
-    from bnlib.exercises import (check_ghost_batch_norm, check_merge_moments,
-                                 check_per_update_momentum)
+    from bnlib.exercises import check_merge_moments, check_per_update_momentum
 
     check_merge_moments(my_merge)          # my_merge(counts, means, m2s) -> (count, mean, m2)
     check_per_update_momentum(my_momentum) # my_momentum(momentum, k) -> m_k
-    check_ghost_batch_norm(my_ghost)       # my_ghost(x, ghost_size, eps) -> y
 
 Each returns a :class:`~bnlib.exercises.checking.Verdict` that prints PASS or FAIL, the relative
 error of each quantity, what it was compared with, and the typical mistake the answer matches
-(:data:`MERGE_MISTAKES`, :data:`MOMENTUM_MISTAKES`, :data:`GHOST_MISTAKES`).
+(:data:`MERGE_MISTAKES`, :data:`MOMENTUM_MISTAKES`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
 
-__all__ = ["GHOST_MISTAKES", "MERGE_MISTAKES", "MOMENTUM_MISTAKES", "check_ghost_batch_norm",
-           "check_merge_moments", "check_per_update_momentum"]
+__all__ = ["MERGE_MISTAKES", "MOMENTUM_MISTAKES", "check_merge_moments",
+           "check_per_update_momentum"]
 
 
 # --------------------------------------------------------------------------- merging shards
@@ -126,59 +124,3 @@ def check_per_update_momentum(answer) -> Verdict:
                          expected=_decay_matched, outputs=("m_k",), tolerance=1e-9,
                          mistakes=MOMENTUM_MISTAKES,
                          reference_name="bisection on (1 - m_k)^k = 1 - momentum")
-
-
-# --------------------------------------------------------------------------- ghost batches
-
-
-def _torch_ghost(x: np.ndarray, ghost_size: int, eps: float) -> np.ndarray:
-    """torch.nn.functional.batch_norm (training mode) on each consecutive group alone."""
-    groups = torch.split(torch.from_numpy(x), ghost_size)
-    return torch.cat([F.batch_norm(g, None, None, training=True, eps=eps)
-                      for g in groups]).numpy()
-
-
-def _whole_batch(x, ghost_size, eps):
-    return _torch_ghost(x, len(x), eps)
-
-
-def _unbiased(x, ghost_size, eps):
-    out = []
-    for g in np.split(x, range(ghost_size, len(x), ghost_size)):
-        axes = (0, *range(2, x.ndim))
-        out.append((g - g.mean(axes, keepdims=True))
-                   / np.sqrt(g.var(axes, ddof=1, keepdims=True) + eps))
-    return np.concatenate(out)
-
-
-def _interleaved(x, ghost_size, eps):
-    groups = -(-len(x) // ghost_size)
-    y = np.empty_like(x)
-    for r in range(groups):
-        y[r::groups] = _torch_ghost(x[r::groups], len(x), eps)
-    return y
-
-
-#: Typical mistakes of ghost batch norm.
-GHOST_MISTAKES = (
-    Mistake("statistics over the whole batch", _whole_batch),
-    Mistake("the unbiased variance in the normalisation", _unbiased),
-    Mistake("interleaved groups (samples r, r + g, ...) instead of consecutive ones",
-            _interleaved),
-)
-
-
-def check_ghost_batch_norm(answer) -> Verdict:
-    """Check ``answer(x, ghost_size, eps) -> y`` (NumPy ``x`` (N, C, H, W); no affine part):
-    each consecutive group of ``ghost_size`` samples normalised with its own statistics (the
-    last group may be smaller), against torch's batch norm on each group alone."""
-    rng = np.random.default_rng(7)
-    cases = []
-    for n, ghost in ((8, 4), (6, 4), (6, 2)):
-        x = rng.normal(size=(n, 3, 2, 2)) * (1 + np.arange(n)).reshape(-1, 1, 1, 1)
-        x = x + 2.0 * np.arange(n).reshape(-1, 1, 1, 1)
-        cases.append(Case(f"N={n}, ghost {ghost}", (x, ghost, 1e-5),
-                          f"x of shape {x.shape}, ghost batches of {ghost}"))
-    return check_answers("check_ghost_batch_norm", answer, cases, expected=_torch_ghost,
-                         outputs=("y",), tolerance=1e-9, mistakes=GHOST_MISTAKES,
-                         reference_name="torch.nn.functional.batch_norm on each group alone")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from bnlib import prose, settings
-from bnlib.data import bundled_data_file
+from bnlib.data import CLASS_NAMES, bundled_data_file
 from bnlib.models import ARTICLE_TRACKED_WEIGHTS, count_parameters, three_conv_net
 from bnlib.seeds import summarize
 from bnlib.training import History, RunConfig, run_many
@@ -188,10 +188,11 @@ def article_curves(metric: str, path: Path = ARTICLE_LOGS) -> dict[str, tuple[li
 
 
 def class_counts(train_labels: Sequence[int], test_labels: Sequence[int]) -> list[dict]:
-    """Images per digit: ``[{"digit": 0, "train": 1700, "test": 300}, ...]``."""
+    """Images per digit, with the digit as written in Devanagari:
+    ``[{"digit": 0, "devanagari": "०", "train": 1700, "test": 300}, ...]``."""
     train, test = (np.bincount(np.asarray(y), minlength=10) for y in (train_labels,
                                                                        test_labels))
-    return [{"digit": d, "train": int(a), "test": int(b)}
+    return [{"digit": d, "devanagari": CLASS_NAMES[d], "train": int(a), "test": int(b)}
             for d, (a, b) in enumerate(zip(train, test))]
 
 
@@ -403,6 +404,8 @@ def findings(results: Mapping[str, Sequence[History]]) -> dict:
         facts[name] = count
         facts[f"{name}_verdict"] = prose.holds(count, n)
     facts.update(gap_min=min(gaps), gap_max=max(gaps))
+    facts.update(gap_min_text=prose.number(min(gaps), "+.1f"),
+                 gap_max_text=prose.number(max(gaps), "+.1f"))
     return facts
 
 
@@ -412,6 +415,7 @@ def _first_seed(first: Mapping[str, History]) -> dict:
     for name, history in first.items():
         facts[f"acc_{name}"] = history.final.test_accuracy
         facts[f"diff_{name}"] = 100 * (history.final.test_accuracy - ARTICLE_ACCURACY[name])
+        facts[f"diff_{name}_text"] = prose.number(facts[f"diff_{name}"], "+.1f")
         facts[f"loss_{name}"] = history.final.train_loss
         facts[f"osc_{name}"] = 100 * oscillation(history)
         facts[f"drops_{name}"] = drops(history)
@@ -420,6 +424,7 @@ def _first_seed(first: Mapping[str, History]) -> dict:
     bn, plain = first["with_bn"], first["without_bn"]
     lower_from = loss_lower_from(bn, plain)
     facts["gap_seed"] = 100 * (bn.final.test_accuracy - plain.final.test_accuracy)
+    facts["gap_seed_text"] = prose.number(facts["gap_seed"], "+.1f")
     facts["length_ratio"] = path_length(bn) / path_length(plain)
     facts["lower_from_seed"] = lower_from or 0
     facts["loss_seed_phrase"] = _lower_from_phrase(lower_from)

@@ -11,19 +11,14 @@ from torch import Tensor, nn
 
 from bnlib.probes.base import Probe
 
-__all__ = ["VarianceShiftProbe", "variance_shift"]
+__all__ = ["DropoutVarianceProbe", "VarianceShiftProbe", "dropout_variance",
+           "dropout_variance_ratio", "variance_shift"]
 
 
-def variance_shift(model: nn.Module, images: Tensor) -> list[dict]:
-    """Per BN layer of ``model`` (in module order), in eval mode on ``images`` (N, 1, 32, 32):
-
-    ``running_var`` (mean over channels of the learned running variance), ``test_var`` (mean
-    over channels of the input's variance over N, H, W at test time), ``ratio`` (mean over
-    channels of running / test variance) and ``shift`` (mean over channels of
-    max(running/test, test/running), Li et al.'s measure: 1 when the two agree).
-    The model is left in eval mode.
-    """
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+def _layer_inputs(model: nn.Module, images: Tensor, kind: type) -> tuple[list, list[Tensor]]:
+    """The layers of ``model`` of type ``kind`` (in module order) and the input each received
+    in one eval-mode pass over ``images``. The model is left in eval mode."""
+    layers = [m for m in model.modules() if isinstance(m, kind)]
     seen: dict[int, Tensor] = {}
     hooks = [layer.register_forward_pre_hook(
         lambda module, args, i=i: seen.__setitem__(i, args[0].detach()))
@@ -35,9 +30,22 @@ def variance_shift(model: nn.Module, images: Tensor) -> list[dict]:
     finally:
         for hook in hooks:
             hook.remove()
+    return layers, [seen[i] for i in range(len(layers))]
+
+
+def variance_shift(model: nn.Module, images: Tensor) -> list[dict]:
+    """Per BN layer of ``model`` (in module order), in eval mode on ``images`` (N, 1, 32, 32):
+
+    ``running_var`` (mean over channels of the learned running variance), ``test_var`` (mean
+    over channels of the input's variance over N, H, W at test time), ``ratio`` (mean over
+    channels of running / test variance) and ``shift`` (mean over channels of
+    max(running/test, test/running), Li et al.'s measure: 1 when the two agree).
+    The model is left in eval mode.
+    """
+    layers, inputs = _layer_inputs(model, images, nn.modules.batchnorm._BatchNorm)
     out = []
-    for i, layer in enumerate(layers):
-        x = seen[i].double()
+    for layer, x in zip(layers, inputs):
+        x = x.double()
         axes = [0] + list(range(2, x.dim()))
         test_var = x.var(dim=axes, unbiased=False)
         running = layer.running_var.detach().double()
@@ -48,14 +56,47 @@ def variance_shift(model: nn.Module, images: Tensor) -> list[dict]:
     return out
 
 
+def dropout_variance_ratio(keep: float, mean: float | Tensor, var: float | Tensor):
+    """Var_train / Var_test of a unit right behind inverted dropout that keeps it with
+    probability ``keep`` (kept values scaled by 1/keep), for a unit of ``mean`` and ``var``:
+    (1/keep) (1 + (1 - keep) mean**2 / var); 1/keep for a zero-mean unit."""
+    return (1 + (1 - keep) * mean ** 2 / var) / keep
+
+
+def dropout_variance(model: nn.Module, images: Tensor, seed: int = 0) -> list[dict]:
+    """Per ``nn.Dropout`` layer of ``model`` (in module order), the variance right behind it:
+    its input is taken in eval mode on ``images``, dropped once in training mode (a mask drawn
+    with ``seed``) and compared with itself undropped, per channel (over N, H, W):
+
+    ``measured`` (mean over channels of Var_train / Var_test) and ``predicted`` (mean over
+    channels of :func:`dropout_variance_ratio` with the channel's own mean and biased
+    variance). Channels without variance (a ReLU that is always 0) are left out. The model is
+    left in eval mode."""
+    layers, inputs = _layer_inputs(model, images, nn.Dropout)
+    generator, out = torch.Generator().manual_seed(seed), []
+    for layer, x in zip(layers, inputs):
+        x, keep = x.double(), 1 - layer.p
+        dropped = x * (torch.rand(x.shape, generator=generator, dtype=x.dtype) < keep) / keep
+        axes = [0] + list(range(2, x.dim()))
+        mean, var = x.mean(dim=axes), x.var(dim=axes, unbiased=False)
+        live = var > 0
+        measured = dropped.var(dim=axes, unbiased=False)[live] / var[live]
+        predicted = dropout_variance_ratio(keep, mean[live], var[live])
+        out.append({"measured": float(measured.mean()), "predicted": float(predicted.mean()),
+                    "channels": int(live.sum())})
+    return out
+
+
 @dataclasses.dataclass
-class VarianceShiftProbe(Probe):
-    """Measures :func:`variance_shift` on ``images`` once, after optimizer step ``at_step``
-    (give the run's last step). ``result()``: ``{"step", "layers": [per-layer dicts]}``."""
+class _AtLastStep(Probe):
+    """Runs :meth:`measure` on ``images`` once, after optimizer step ``at_step`` (give the
+    run's last step). ``result()``: ``{"step", "layers": [per-layer dicts]}``."""
 
     images: Tensor
     at_step: int
-    name: str = "variance_shift"
+
+    def measure(self, model: nn.Module) -> list[dict]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def start(self, model: nn.Module) -> None:
         self._layers: list[dict] = []
@@ -63,8 +104,28 @@ class VarianceShiftProbe(Probe):
 
     def after_step(self, step: int, model: nn.Module, inputs: Tensor, targets: Tensor) -> None:
         if step == self.at_step:
-            self._layers = variance_shift(model, self.images)
+            self._layers = self.measure(model)
             self._step = step
 
     def result(self) -> dict:
         return {"step": self._step, "layers": self._layers}
+
+
+@dataclasses.dataclass
+class VarianceShiftProbe(_AtLastStep):
+    """:func:`variance_shift` on ``images`` after step ``at_step``."""
+
+    name: str = "variance_shift"
+
+    def measure(self, model: nn.Module) -> list[dict]:
+        return variance_shift(model, self.images)
+
+
+@dataclasses.dataclass
+class DropoutVarianceProbe(_AtLastStep):
+    """:func:`dropout_variance` on ``images`` after step ``at_step``."""
+
+    name: str = "dropout_variance"
+
+    def measure(self, model: nn.Module) -> list[dict]:
+        return dropout_variance(model, self.images)
