@@ -14,6 +14,8 @@ module                      checks
 ``variants``                chapter 04, layer, group and instance norm
 ``hindi_digits``            chapter 05, the article's network
 ``benefits``                chapter 06, the claimed benefits
+``distributed``             chapter 07, merging shards' statistics, the per-update
+                            momentum
 ``popular``                 the departures from PyTorch found in popular tutorials,
                             as named layers, and the module checker that names them
                             (their measurements: ``bnlib.experiments.popular``)
@@ -53,6 +55,12 @@ pattern)::
 """
 
 from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
+from bnlib.exercises.distributed import (
+    MERGE_MISTAKES,
+    MOMENTUM_MISTAKES,
+    check_merge_moments,
+    check_per_update_momentum,
+)
 from bnlib.exercises.benefits import check_ghost_batch_norm, check_variance_shift
 from bnlib.exercises.hindi_digits import check_oscillation, check_parameter_counts
 from bnlib.exercises.ics import check_noisy_batch_norm, check_percentiles
@@ -81,6 +89,8 @@ from bnlib.exercises.equations import (
 __all__ = [
     "BACKWARD_MISTAKES",
     "FORWARD_MISTAKES",
+    "MERGE_MISTAKES",
+    "MOMENTUM_MISTAKES",
     "Case",
     "Mistake",
     "Verdict",
@@ -92,9 +102,11 @@ __all__ = [
     "check_ghost_batch_norm",
     "check_group_norm",
     "check_group_norm_backward",
+    "check_merge_moments",
     "check_noisy_batch_norm",
     "check_oscillation",
     "check_parameter_counts",
+    "check_per_update_momentum",
     "check_percentiles",
     "check_population_statistics",
     "check_running_statistics",

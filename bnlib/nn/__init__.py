@@ -8,6 +8,10 @@
 ``bnlib.nn.normalization``: the per-sample family -- :class:`LayerNorm`, :class:`GroupNorm`,
 :class:`InstanceNorm1d`, :class:`InstanceNorm2d`, :class:`InstanceNorm3d`, :class:`RMSNorm`.
 
+``bnlib.nn.sync_batchnorm``: :class:`SyncBatchNorm`, batch norm over a ``torch.distributed``
+group's whole batch on any backend and device (not a subclass of torch's, which runs on GPUs
+only), its ``convert_sync_batchnorm`` and :func:`revert_sync_batchnorm`.
+
 Each replacement has the same constructor arguments and defaults, parameters and buffers (so the
 same ``state_dict`` keys), outputs, gradients (first and second) and running statistics as its
 torch namesake, and rejects the same inputs; none calls torch's own normalisation functions.
@@ -34,6 +38,7 @@ from bnlib.nn.normalization import (
     LayerNorm,
     RMSNorm,
 )
+from bnlib.nn.sync_batchnorm import SyncBatchNorm, revert_sync_batchnorm
 
 __all__ = [
     "BatchNorm1d",
@@ -50,6 +55,8 @@ __all__ = [
     "LayerNorm",
     "NoisyBatchNorm",
     "RMSNorm",
+    "SyncBatchNorm",
     "_BatchNorm",
     "_NormBase",
+    "revert_sync_batchnorm",
 ]
