@@ -142,6 +142,10 @@ def test_the_figure_has_labelled_axes():
     figure = experiment_figure()
     ax = figure.axes[0]
     assert "replicas" in ax.get_xlabel() and "%" in ax.get_ylabel()
+    from bnlib.plots.style import description
+
+    text = description(figure)
+    assert text and "replicas" in text and len(text.split()) >= 5
 
 
 def experiment_figure():

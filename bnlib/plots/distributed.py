@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from bnlib.plots.style import describe
+
 __all__ = ["replica_sweep"]
 
 
@@ -46,4 +48,10 @@ def replica_sweep(rows: Sequence[Mapping[str, float | None]]) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    return fig
+    ddp = sum(key in r for r in rows for key in ("ddp_per_replica", "ddp_sync"))
+    return describe(fig, (
+        f"Test error in percent against the number of replicas k, {int(k[0])} to {int(k[-1])} on "
+        f"a logarithmic axis: per-replica batch norm at {len(k)} values of k, from "
+        f"{per_replica.min():.1f}% to {per_replica.max():.1f}%; synchronised batch norm as a "
+        f"line at {rows[0]['sync'] * 100:.1f}%; group norm as a dashed line at "
+        f"{rows[0]['group_norm'] * 100:.1f}%; {ddp} diamonds for the runs trained with DDP."))
