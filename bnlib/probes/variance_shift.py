@@ -9,25 +9,28 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
+from bnlib.inference import batch_norm_layers
 from bnlib.probes.base import Probe
 
 __all__ = ["VarianceShiftProbe", "variance_shift"]
 
 
 def variance_shift(model: nn.Module, images: Tensor) -> list[dict]:
-    """Per BN layer of ``model`` (in module order), in eval mode on ``images`` (N, 1, 32, 32):
+    """Per BN layer of ``model`` that keeps running statistics and is called on ``images``
+    (in module order), in eval mode on ``images`` (a batch of the model's inputs):
 
-    ``running_var`` (mean over channels of the learned running variance), ``test_var`` (mean
-    over channels of the input's variance over N, H, W at test time), ``ratio`` (mean over
-    channels of running / test variance) and ``shift`` (mean over channels of
-    max(running/test, test/running), Li et al.'s measure: 1 when the two agree).
-    The model is left in eval mode.
+    ``layer`` (its name in ``model.named_modules()``), ``running_var`` (mean over channels of
+    the learned running variance), ``test_var`` (mean over channels of the input's variance over
+    every axis but the channels, at test time), ``ratio`` (mean over channels of running / test
+    variance) and ``shift`` (mean over channels of max(running/test, test/running), Li et al.'s
+    measure: 1 when the two agree). The model is left in eval mode.
     """
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    tracked = {id(m) for m in batch_norm_layers(model)}
+    layers = [(name, m) for name, m in model.named_modules() if id(m) in tracked]
     seen: dict[int, Tensor] = {}
     hooks = [layer.register_forward_pre_hook(
         lambda module, args, i=i: seen.__setitem__(i, args[0].detach()))
-        for i, layer in enumerate(layers)]
+        for i, (_, layer) in enumerate(layers)]
     model.eval()
     try:
         with torch.no_grad():
@@ -36,14 +39,16 @@ def variance_shift(model: nn.Module, images: Tensor) -> list[dict]:
         for hook in hooks:
             hook.remove()
     out = []
-    for i, layer in enumerate(layers):
+    for i, (name, layer) in enumerate(layers):
+        if i not in seen:
+            continue
         x = seen[i].double()
         axes = [0] + list(range(2, x.dim()))
         test_var = x.var(dim=axes, unbiased=False)
         running = layer.running_var.detach().double()
         ratio = running / test_var
-        out.append({"running_var": float(running.mean()), "test_var": float(test_var.mean()),
-                    "ratio": float(ratio.mean()),
+        out.append({"layer": name, "running_var": float(running.mean()),
+                    "test_var": float(test_var.mean()), "ratio": float(ratio.mean()),
                     "shift": float(torch.maximum(ratio, 1 / ratio).mean())})
     return out
 

@@ -1,0 +1,29 @@
+"""The batch norm doctor: finds, in a reader's own model, the bugs of chapter 08.
+
+* :func:`examine` looks at a model as it stands (and at a batch or a loader of its data);
+* :func:`watch` is a context manager around training code that records who updates the
+  running statistics (every training-mode forward) and when the optimiser steps.
+
+Both return a :class:`Report` of :class:`Finding` ``(code, layer, message, fix, severity)``,
+``layer`` being the module's name in ``model.named_modules()``. One module per check:
+``modes``, ``shapes``, ``buffers``, ``momentum``, ``shift``, ``frozen``, ``layout``; the
+thresholds are named constants there (:data:`~bnlib.doctor.shift.SHIFT_THRESHOLD`,
+:data:`~bnlib.doctor.momentum.KERAS_MOMENTA`).
+
+Example::
+
+    from bnlib import doctor
+    print(doctor.examine(model, loader=train_loader))
+    with doctor.watch(model, optimizer) as seen:
+        train_one_epoch(model, optimizer, train_loader)
+    print(seen.report)
+"""
+
+from bnlib.doctor.examine import MAX_BATCHES, MAX_SAMPLES, examine
+from bnlib.doctor.momentum import KERAS_MOMENTA
+from bnlib.doctor.report import SEVERITIES, Finding, Report
+from bnlib.doctor.shift import SHIFT_THRESHOLD
+from bnlib.doctor.watch import Watch, watch
+
+__all__ = ["KERAS_MOMENTA", "MAX_BATCHES", "MAX_SAMPLES", "SEVERITIES", "SHIFT_THRESHOLD",
+           "Finding", "Report", "Watch", "examine", "watch"]
