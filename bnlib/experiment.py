@@ -30,7 +30,7 @@ from bnlib.experiments.hindi_digits import (
     summary,
 )
 from bnlib.training import History
-from bnlib.training.store import atomic_write_text
+from bnlib.training.files import atomic_write_text
 
 __all__ = ["CSV_COLUMNS", "build_parser", "main", "write_csv", "write_figures"]
 

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from bnlib.inference import batch_norm_layers
-from bnlib.probes import FinalWeightsProbe, FirstLayerStatisticsProbe, model_from_history, train_model
-from bnlib.training import History, RunConfig
+from bnlib.probes import FinalWeightsProbe, FirstLayerStatisticsProbe
+from bnlib.training import History, RunConfig, model_from_history, train_model
 
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from bnlib import training
 from bnlib.models import ARTICLE_TRACKED_WEIGHTS
 from bnlib.settings import torch_threads
-from bnlib.training import History, RunConfig, code, engine, parallel, store
+from bnlib.training import History, RunConfig, code, engine, files, parallel, store
 
 TINY = RunConfig(
     model_kwargs={"batch_norm": True}, epochs=2, batch_size=32, train_subset=96, test_subset=100,
@@ -251,7 +251,7 @@ def test_interrupted_write_leaves_no_file(cache_dir, monkeypatch):
     def power_cut(fd):
         raise OSError("simulated power cut during the write")
 
-    monkeypatch.setattr(store.os, "fsync", power_cut)
+    monkeypatch.setattr(files.os, "fsync", power_cut)
     with pytest.raises(OSError, match="power cut"):
         training.run(config, progress=False)
     assert [p for p in cache_dir.rglob("*") if p.is_file()] == []

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from bnlib import training
 from bnlib.inference import batch_norm_layers, recalibrate
+from bnlib.probes import FinalWeightsProbe
 from bnlib.prose import comparison, count_of
 from bnlib.running import CONVENTIONS, running_average, running_statistics
 from bnlib.settings import full_or_quick, torch_threads
@@ -292,14 +293,12 @@ def small_batch_runs(config: training.RunConfig, chosen: Mapping[str, Any], imag
     """The network trained with each training batch size (learning rate scaled by size / 32,
     the same epochs), tested in train mode on shuffled test batches of that size and in eval
     mode: rows ``batch_size``, ``train_mode_accuracy``, ``eval_mode_accuracy``."""
-    from bnlib.probes import FinalWeightsProbe, model_from_history
-
     small = config.replace(epochs=chosen["small_epochs"], train_subset=chosen["small_images"])
     configs = [small.replace(batch_size=b, lr=config.lr * b / 32) for b in batch_sizes]
     histories = training.run_many(configs, probes=[[FinalWeightsProbe()]] * len(configs))
     rows = []
     for run_config, history in zip(configs, histories):
-        net = model_from_history(history)
+        net = training.model_from_history(history)
         size = run_config.batch_size
         rows.append({"batch_size": size,
                      "train_mode_accuracy": train_mode_accuracy(net, images, labels, size, 0),

@@ -4,6 +4,10 @@ A probe is handed to :func:`bnlib.training.run` (or ``run_many``); the loop call
 ``start(model)`` once, ``after_step(step, model, inputs, targets)`` after every optimizer step,
 and stores ``result()`` in ``History.probes[probe.name]``. A probe's ``key()`` is part of the
 run's cache key, so two probes that would measure differently never share a cached result.
+
+The probes import nothing of :mod:`bnlib.training`: the engine imports the protocol from here,
+and what trains a model and reads its probes back (``bnlib.training.train_model``) sits above
+both.
 """
 
 from bnlib.probes.base import Probe, StepProbe, fingerprint
@@ -16,7 +20,7 @@ from bnlib.probes.percentiles import ActivationPercentileProbe, activation_perce
 
 # Inference-time statistics (chapter 03)
 from bnlib.probes.statistics import FirstLayerStatisticsProbe
-from bnlib.probes.weights import FinalWeightsProbe, model_from_history, train_model
+from bnlib.probes.weights import FinalWeightsProbe, state_dict_from_result
 
 # Dropout before BN: the variance shift (chapter 06)
 from bnlib.probes.variance_shift import VarianceShiftProbe, variance_shift
@@ -36,8 +40,7 @@ __all__ = [
     # Inference-time statistics (chapter 03)
     "FinalWeightsProbe",
     "FirstLayerStatisticsProbe",
-    "model_from_history",
-    "train_model",
+    "state_dict_from_result",
     # Dropout before BN: the variance shift (chapter 06)
     "VarianceShiftProbe",
     "variance_shift",

@@ -6,6 +6,7 @@ import dataclasses
 
 from torch import Tensor, nn
 
+from bnlib.evaluation import accuracy
 from bnlib.probes.measuring import PeriodicProbe
 
 __all__ = ["AccuracyProbe"]
@@ -13,7 +14,7 @@ __all__ = ["AccuracyProbe"]
 
 @dataclasses.dataclass(eq=False)
 class AccuracyProbe(PeriodicProbe):
-    """Every ``every`` steps (and at step 0), :func:`bnlib.training.accuracy` of the model on
+    """Every ``every`` steps (and at step 0), :func:`bnlib.evaluation.accuracy` of the model on
     ``inputs`` (N, ...) against ``targets`` (N,), in eval mode (the mode is restored).
 
     ``result()``: ``{"step": [...], "accuracy": [...]}`` (fractions in [0, 1]).
@@ -25,7 +26,4 @@ class AccuracyProbe(PeriodicProbe):
     name: str = "accuracy"
 
     def measure(self, step: int, model: nn.Module) -> dict[str, float]:
-        # Imported here: bnlib.training may import bnlib.probes for the probe protocol.
-        from bnlib.training import accuracy
-
         return {"accuracy": accuracy(model, self.inputs, self.targets)}

@@ -1,25 +1,19 @@
 """The trained network itself, as a probe: its weights stored with the run's cached history.
 
-:func:`train_model` runs a configuration through :func:`bnlib.training.run` with a
-:class:`FinalWeightsProbe` and gives back the trained model; :func:`model_from_history` rebuilds
-it from any history made with that probe.
+:func:`bnlib.training.train_model` runs a configuration with a :class:`FinalWeightsProbe` and
+gives back the trained model; :func:`bnlib.training.model_from_history` rebuilds it from any
+history made with this probe (:func:`state_dict_from_result` reads the stored weights).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
 
-from bnlib.probes.base import Probe, StepProbe
+from bnlib.probes.base import Probe
 
-if TYPE_CHECKING:
-    from bnlib.training import History, RunConfig
-
-__all__ = ["FinalWeightsProbe", "model_from_history", "train_model"]
+__all__ = ["FinalWeightsProbe", "state_dict_from_result"]
 
 
 def _tensor_to_json(tensor: Tensor) -> dict:
@@ -36,7 +30,8 @@ class FinalWeightsProbe(Probe):
     """Keeps the model's ``state_dict`` at the end of a run (no settings).
 
     The engine caches probe results with the history, so the trained weights come back with a
-    cached run (float32 values survive the JSON round trip exactly). Use :func:`train_model`.
+    cached run (float32 values survive the JSON round trip exactly). Use
+    :func:`bnlib.training.train_model`.
     """
 
     name = "final_weights"
@@ -52,31 +47,6 @@ class FinalWeightsProbe(Probe):
         return {"state_dict": {name: _tensor_to_json(value) for name, value in state.items()}}
 
 
-def model_from_history(history: History) -> nn.Module:
-    """The trained model of a run made with :class:`FinalWeightsProbe`, in eval mode."""
-    stored = history.probes.get(FinalWeightsProbe.name)
-    if stored is None:
-        raise ValueError(
-            "this history has no final weights: run it with probes=[FinalWeightsProbe()] "
-            "(or use bnlib.probes.train_model)"
-        )
-    model = history.config.build_model()
-    model.load_state_dict({k: _tensor_from_json(v) for k, v in stored["state_dict"].items()})
-    return model.eval()
-
-
-def train_model(
-    config: RunConfig,
-    probes: Sequence[StepProbe] = (),
-    cache: bool = True,
-    progress: bool | None = None,
-) -> tuple[nn.Module, History]:
-    """Train ``config`` with :func:`bnlib.training.run` (cached) and return (model, history).
-
-    The model is rebuilt from the weights stored by a :class:`FinalWeightsProbe` added to
-    ``probes``; it is in eval mode and in the default (contiguous) memory format.
-    """
-    from bnlib import training
-
-    history = training.run(config, probes=(*probes, FinalWeightsProbe()), cache=cache, progress=progress)
-    return model_from_history(history), history
+def state_dict_from_result(result: dict) -> dict[str, Tensor]:
+    """The ``state_dict`` a :class:`FinalWeightsProbe` stored (its ``result()``), as tensors."""
+    return {name: _tensor_from_json(entry) for name, entry in result["state_dict"].items()}

@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from bnlib.models import build_model
+from bnlib.training.files import atomic_write_text
 
 __all__ = ["OPTIMIZERS", "EpochRecord", "History", "RunConfig"]
 
@@ -237,8 +238,6 @@ class History:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON, atomically (a temporary file, then ``os.replace``)."""
-        from bnlib.training.store import atomic_write_text
-
         atomic_write_text(Path(path), self.to_json())
 
     @classmethod

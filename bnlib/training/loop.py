@@ -1,4 +1,5 @@
-"""The training loop: :func:`train` one :class:`RunConfig` on the DHCD digits; :func:`evaluate`.
+"""The training loop: :func:`train` one :class:`RunConfig` on the DHCD digits (evaluating with
+:func:`bnlib.evaluation.evaluate`).
 
 What a run does:
 
@@ -32,11 +33,12 @@ from torch import Tensor, nn
 
 from bnlib import data as bnlib_data
 from bnlib import settings
+from bnlib.evaluation import evaluate
 from bnlib.probes import StepProbe
 from bnlib.training.config import EpochRecord, History, RunConfig
 from bnlib.training.engine import choose_engine, compiled_forward
 
-__all__ = ["accuracy", "evaluate", "resolve_parameter", "train"]
+__all__ = ["resolve_parameter", "train"]
 
 
 def resolve_parameter(model: nn.Module, name: str) -> Tensor:
@@ -59,35 +61,6 @@ def _make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimize
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                            weight_decay=config.weight_decay, foreach=True)
-
-
-def evaluate(
-    model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 250, channels_last: bool = False
-) -> tuple[float, float]:
-    """Mean cross-entropy (nats) and accuracy (fraction) of ``model`` in eval mode over
-    ``images`` (N, ...) and ``labels`` (N,). The model's train/eval mode is restored afterwards."""
-    was_training = model.training
-    model.eval()
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    total_loss = torch.zeros((), dtype=torch.float64)
-    correct = torch.zeros((), dtype=torch.int64)
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            x = images[start : start + batch_size]
-            if channels_last:
-                x = x.contiguous(memory_format=memory_format)
-            y = labels[start : start + batch_size]
-            logits = model(x)
-            total_loss += nn.functional.cross_entropy(logits, y, reduction="sum").double()
-            correct += (logits.argmax(1) == y).sum()
-    model.train(was_training)
-    return float(total_loss) / len(images), int(correct) / len(images)
-
-
-def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 250) -> float:
-    """Fraction of ``images`` (N, ...) whose arg-max logit equals ``labels`` (N,), in eval mode
-    (the model's mode is restored). The one accuracy of bnlib."""
-    return evaluate(model, images, labels, batch_size)[1]
 
 
 def _load_data(config: RunConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:

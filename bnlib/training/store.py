@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,9 +27,10 @@ from bnlib.probes import StepProbe
 from bnlib.training import code
 from bnlib.training.config import EpochRecord, History, RunConfig
 from bnlib.training.engine import choose_engine
+from bnlib.training.files import atomic_write_text
 from bnlib.training.loop import train
 
-__all__ = ["LEDGER", "atomic_write_text", "cache_key", "cache_path", "lookup",
+__all__ = ["LEDGER", "cache_key", "cache_path", "lookup",
            "outcome_counts", "read_cached", "run", "train_and_store"]
 
 #: The ledger's file name inside the cache folder.
@@ -56,21 +55,6 @@ def cache_key(config: RunConfig, probes: Sequence[StepProbe] = (), threads: int 
 def cache_path(config: RunConfig, probes: Sequence[StepProbe] = (), threads: int | None = 1) -> Path:
     """Where :func:`run` keeps this run's history."""
     return settings.cache_dir() / "runs" / f"{cache_key(config, probes, threads)}.json"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename: never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def read_cached(path: Path) -> History | None:
