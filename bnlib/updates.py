@@ -6,7 +6,7 @@ optimiser. These helpers make a loop's updates match its optimiser steps again:
 * :func:`no_updates`: a context in which training-mode passes normalise with batch statistics
   as usual but update nothing (``track_running_stats`` off for the duration);
 * :func:`checkpoint_without_updates`: ``torch.utils.checkpoint`` whose recomputation does not
-  update a second time;
+  update a second time (momentum 0 during the recomputation, the count put back);
 * :func:`scale_momentum`: the per-update momentum for k updates per step
   (:func:`bnlib.running.momentum_for_updates`) set on every BN layer of a module;
 * :func:`snapshot_statistics` / :func:`restore_statistics`: put the buffers back when a step is
@@ -46,13 +46,33 @@ def no_updates(module: nn.Module) -> Iterator[None]:
             bn.track_running_stats = flag
 
 
+@contextlib.contextmanager
+def _updates_undone(module: nn.Module) -> Iterator[None]:
+    """Inside the block BN layers of ``module`` keep their buffers as they were: momentum 0
+    (the update ``(1 - 0) * old + 0 * batch`` leaves ``old``) and ``num_batches_tracked`` put
+    back on exit. The layers still receive their buffers, so the tensors autograd saves are
+    those of a normal forward (checkpointing compares them)."""
+    layers = batch_norm_layers(module)
+    kept = [(bn.momentum, None if bn.num_batches_tracked is None else bn.num_batches_tracked.clone())
+            for bn in layers]
+    for bn in layers:
+        bn.momentum = 0.0
+    try:
+        yield
+    finally:
+        for bn, (momentum, count) in zip(layers, kept):
+            bn.momentum = momentum
+            if count is not None:
+                bn.num_batches_tracked.copy_(count)
+
+
 def checkpoint_without_updates(segment: nn.Module, *args: Tensor) -> Tensor:
     """``segment(*args)`` through ``torch.utils.checkpoint`` (``use_reentrant=False``), with the
-    recomputation in the backward pass run under :func:`no_updates`: the running statistics are
-    updated once per forward, as without checkpointing (the recomputed batch statistics, and so
-    the gradients, are the same)."""
+    recomputation in the backward pass leaving the running statistics and
+    ``num_batches_tracked`` as they were: they are updated once per forward, as without
+    checkpointing (the recomputed batch statistics, and so the gradients, are the same)."""
     return checkpoint(segment, *args, use_reentrant=False,
-                      context_fn=lambda: (contextlib.nullcontext(), no_updates(segment)))
+                      context_fn=lambda: (contextlib.nullcontext(), _updates_undone(segment)))
 
 
 def scale_momentum(module: nn.Module, updates: int) -> nn.Module:

@@ -22,8 +22,8 @@ Example::
 from bnlib.doctor.examine import MAX_BATCHES, MAX_SAMPLES, examine
 from bnlib.doctor.momentum import KERAS_MOMENTA
 from bnlib.doctor.report import SEVERITIES, Finding, Report
-from bnlib.doctor.shift import SHIFT_THRESHOLD
+from bnlib.doctor.shift import MEAN_SHIFT_THRESHOLD, SHIFT_THRESHOLD
 from bnlib.doctor.watch import Watch, watch
 
-__all__ = ["KERAS_MOMENTA", "MAX_BATCHES", "MAX_SAMPLES", "SEVERITIES", "SHIFT_THRESHOLD",
+__all__ = ["KERAS_MOMENTA", "MAX_BATCHES", "MAX_SAMPLES", "MEAN_SHIFT_THRESHOLD", "SEVERITIES", "SHIFT_THRESHOLD",
            "Finding", "Report", "Watch", "examine", "watch"]

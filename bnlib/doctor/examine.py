@@ -30,7 +30,8 @@ def _inputs(batch) -> Tensor:
 
 
 def _generators(loader) -> list[torch.Generator]:
-    found = [getattr(loader, "generator", None), getattr(loader.sampler, "generator", None)]
+    found = [getattr(loader, "generator", None),
+             getattr(getattr(loader, "sampler", None), "generator", None)]
     batch_sampler = getattr(loader, "batch_sampler", None)
     inner = getattr(batch_sampler, "sampler", None)
     found.append(getattr(inner, "generator", None))

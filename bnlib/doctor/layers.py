@@ -21,8 +21,9 @@ def tracks(bn: nn.Module) -> bool:
 
 
 def updates_in_training(bn: nn.Module) -> bool:
-    """True if a forward pass of ``bn`` in its current mode updates its running statistics."""
-    return bn.training and bn.track_running_stats and tracks(bn)
+    """True if a forward pass of ``bn`` in its current mode updates its running statistics
+    (a momentum of 0 moves nothing)."""
+    return bn.training and bn.track_running_stats and tracks(bn) and bn.momentum != 0
 
 
 def affine_trained(bn: nn.Module, trained: set[int] | None = None) -> bool:

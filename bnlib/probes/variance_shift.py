@@ -23,7 +23,8 @@ def variance_shift(model: nn.Module, images: Tensor) -> list[dict]:
     the learned running variance), ``test_var`` (mean over channels of the input's variance over
     every axis but the channels, at test time), ``ratio`` (mean over channels of running / test
     variance) and ``shift`` (mean over channels of max(running/test, test/running), Li et al.'s
-    measure: 1 when the two agree). The model is left in eval mode.
+    measure: 1 when the two agree) and ``mean_shift`` (mean over channels of
+    |running mean - test mean| / test standard deviation). The model is left in eval mode.
     """
     tracked = {id(m) for m in batch_norm_layers(model)}
     layers = [(name, m) for name, m in model.named_modules() if id(m) in tracked]
@@ -47,9 +48,11 @@ def variance_shift(model: nn.Module, images: Tensor) -> list[dict]:
         test_var = x.var(dim=axes, unbiased=False)
         running = layer.running_var.detach().double()
         ratio = running / test_var
+        mean_gap = (layer.running_mean.detach().double() - x.mean(dim=axes)).abs()
         out.append({"layer": name, "running_var": float(running.mean()),
                     "test_var": float(test_var.mean()), "ratio": float(ratio.mean()),
-                    "shift": float(torch.maximum(ratio, 1 / ratio).mean())})
+                    "shift": float(torch.maximum(ratio, 1 / ratio).mean()),
+                    "mean_shift": float((mean_gap / test_var.sqrt()).mean())})
     return out
 
 
