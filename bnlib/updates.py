@@ -3,13 +3,13 @@
 A BN layer's running statistics are updated by every training-mode forward pass, not by the
 optimiser. These helpers make a loop's updates match its optimiser steps again:
 
-* :func:`no_updates`: a context in which training-mode passes normalise with batch statistics
+* ``no_updates``: a context in which training-mode passes normalise with batch statistics
   as usual but update nothing (``track_running_stats`` off for the duration);
-* :func:`checkpoint_without_updates`: ``torch.utils.checkpoint`` whose recomputation does not
+* ``checkpoint_without_updates``: ``torch.utils.checkpoint`` whose recomputation does not
   update a second time (momentum 0 during the recomputation, the count put back);
-* :func:`scale_momentum`: the per-update momentum for k updates per step
-  (:func:`bnlib.running.momentum_for_updates`) set on every BN layer of a module;
-* :func:`snapshot_statistics` / :func:`restore_statistics`: put the buffers back when a step is
+* ``scale_momentum``: the per-update momentum for k updates per step
+  (``bnlib.running.momentum_for_updates``) set on every BN layer of a module;
+* ``snapshot_statistics`` / ``restore_statistics``: put the buffers back when a step is
   skipped (a mixed-precision step whose forward overflowed).
 """
 
@@ -78,7 +78,7 @@ def checkpoint_without_updates(segment: nn.Module, *args: Tensor) -> Tensor:
 def scale_momentum(module: nn.Module, updates: int) -> nn.Module:
     """Set every BN layer of ``module`` to the momentum that makes ``updates`` updates per
     optimiser step move its running statistics as one update of its current momentum does
-    (:func:`bnlib.running.momentum_for_updates`; ``None`` stays ``None``). Returns ``module``."""
+    (``bnlib.running.momentum_for_updates``; ``None`` stays ``None``). Returns ``module``."""
     for bn in batch_norm_layers(module):
         bn.momentum = momentum_for_updates(bn.momentum, updates)
     return module
@@ -86,7 +86,7 @@ def scale_momentum(module: nn.Module, updates: int) -> nn.Module:
 
 def snapshot_statistics(model: nn.Module) -> list[tuple[Tensor, Tensor, Tensor | None]]:
     """Copies of every BN layer's ``running_mean``, ``running_var`` and
-    ``num_batches_tracked``, for :func:`restore_statistics`."""
+    ``num_batches_tracked``, for ``restore_statistics``."""
     return [(bn.running_mean.clone(), bn.running_var.clone(),
              None if bn.num_batches_tracked is None else bn.num_batches_tracked.clone())
             for bn in batch_norm_layers(model)]
@@ -94,7 +94,7 @@ def snapshot_statistics(model: nn.Module) -> list[tuple[Tensor, Tensor, Tensor |
 
 @torch.no_grad()
 def restore_statistics(model: nn.Module, snapshot: list) -> None:
-    """Put back the buffers :func:`snapshot_statistics` copied (same model, same layers)."""
+    """Put back the buffers ``snapshot_statistics`` copied (same model, same layers)."""
     layers = batch_norm_layers(model)
     if len(layers) != len(snapshot):
         raise ValueError(f"the snapshot has {len(snapshot)} layers, the model {len(layers)}")

@@ -1,14 +1,14 @@
 """The batch norm doctor: finds, in a reader's own model, the bugs of chapter 08.
 
-* :func:`examine` looks at a model as it stands (and at a batch or a loader of its data);
-* :func:`watch` is a context manager around training code that records who updates the
+* ``examine`` looks at a model as it stands (and at a batch or a loader of its data);
+* ``watch`` is a context manager around training code that records who updates the
   running statistics (every training-mode forward) and when the optimiser steps.
 
-Both return a :class:`Report` of :class:`Finding` ``(code, layer, message, fix, severity)``,
+Both return a ``Report`` of ``Finding`` ``(code, layer, message, fix, severity)``,
 ``layer`` being the module's name in ``model.named_modules()``. One module per check:
 ``modes``, ``shapes``, ``buffers``, ``momentum``, ``shift``, ``frozen``, ``layout``; the
-thresholds are named constants there (:data:`~bnlib.doctor.shift.SHIFT_THRESHOLD`,
-:data:`~bnlib.doctor.momentum.KERAS_MOMENTA`).
+thresholds are named constants there (``bnlib.doctor.shift.SHIFT_THRESHOLD``,
+``bnlib.doctor.momentum.KERAS_MOMENTA``).
 
 Example::
 

@@ -39,7 +39,7 @@ def _generators(loader) -> list[torch.Generator]:
 
 
 def _read(loader) -> list[Tensor]:
-    """At most :data:`MAX_BATCHES` input batches of ``loader``, restoring every random state
+    """At most ``MAX_BATCHES`` input batches of ``loader``, restoring every random state
     that iterating it draws from (torch's global one and the loader's own generators)."""
     generators = _generators(loader)
     states = [g.get_state() for g in generators]
@@ -67,7 +67,7 @@ def _last_batch(loader) -> int | None:
 
 
 def examine(model: nn.Module, batch=None, loader=None) -> Report:
-    """Look for the batch norm bugs of ``model`` as it stands, and return a :class:`Report`.
+    """Look for the batch norm bugs of ``model`` as it stands, and return a ``Report``.
 
     Without data: layers whose train/eval mode differs from the model's, non-finite or initial
     running statistics, a Keras-like momentum, frozen layers whose statistics still move.
@@ -75,7 +75,7 @@ def examine(model: nn.Module, batch=None, loader=None) -> Report:
     those; a ``DataLoader``'s last batch is worked out from its length, without reading it):
     also batches with fewer than two values per channel, or one sample, in train mode; a
     BatchNorm1d normalising a sequence's length axis; running variances far from those of
-    the data (:data:`MAX_BATCHES` batches of the loader at most, :data:`MAX_SAMPLES` samples).
+    the data (``MAX_BATCHES`` batches of the loader at most, ``MAX_SAMPLES`` samples).
     Give the data the model is trained on, or the data it will serve.
 
     ``model`` is not changed: parameters, buffers and modes stay as they are (the forward

@@ -18,7 +18,7 @@ LAST_AXIS_LAYERS = (nn.Linear, nn.Embedding, nn.MultiheadAttention, nn.LayerNorm
 
 def check_layout(model: nn.Module, inputs: dict[str, LayerInput]) -> list[Finding]:
     """``bn1d-normalises-length`` (warning): a BatchNorm1d whose 3-D input (N, L, C) is the
-    output of one of :data:`LAST_AXIS_LAYERS`. BatchNorm1d takes (N, C, L): it normalises over
+    output of one of ``LAST_AXIS_LAYERS``. BatchNorm1d takes (N, C, L): it normalises over
     N and the last axis, per index of axis 1, so here per position in the sequence, over the
     features. Torch only notices when L differs from the layer's size; it is silent when
     L == C or when the layer was built with L."""

@@ -18,7 +18,7 @@ KERAS_MOMENTA = (0.9, 0.99)
 
 def check_momentum(model: nn.Module) -> list[Finding]:
     """``keras-momentum`` (warning): a layer with running statistics whose momentum is one of
-    :data:`KERAS_MOMENTA`."""
+    ``KERAS_MOMENTA``."""
     found = []
     for name, bn in named_batch_norms(model):
         m = bn.momentum

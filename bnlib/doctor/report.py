@@ -1,4 +1,4 @@
-"""What the doctor found: :class:`Finding` (one problem at one layer) and :class:`Report`.
+"""What the doctor found: ``Finding`` (one problem at one layer) and ``Report``.
 
 A report renders as an HTML table in a notebook (``_repr_html_``) and as plain text in a
 terminal (``str``).
@@ -36,7 +36,7 @@ class Finding:
 
 @dataclasses.dataclass
 class Report:
-    """The findings of :func:`bnlib.doctor.examine` or :func:`bnlib.doctor.watch`, worst first.
+    """The findings of ``bnlib.doctor.examine`` or ``bnlib.doctor.watch``, worst first.
 
     ``len(report)`` counts findings; ``report.codes()`` lists (code, layer) pairs.
     """

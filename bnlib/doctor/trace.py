@@ -26,7 +26,7 @@ class LayerInput:
 @torch.no_grad()
 def trace_inputs(model: nn.Module, inputs: Tensor) -> dict[str, LayerInput]:
     """Run a copy of ``model`` in eval mode on ``inputs`` and record, per BN layer name, its
-    first call's :class:`LayerInput`. ``model`` itself is not touched."""
+    first call's ``LayerInput``. ``model`` itself is not touched."""
     twin = copy.deepcopy(model).eval()
     outputs: dict[int, tuple[str, type, Tensor]] = {}  # the tensor is kept so its id stays unique
     seen: dict[str, LayerInput] = {}

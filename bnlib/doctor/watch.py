@@ -31,7 +31,7 @@ def _fingerprint(x: Tensor) -> tuple:
 
 @dataclasses.dataclass
 class Watch:
-    """What a :func:`watch` block saw: ``steps`` (optimiser steps), ``updates`` (layer name ->
+    """What a ``watch`` block saw: ``steps`` (optimiser steps), ``updates`` (layer name ->
     list of ``(steps before it, fingerprint)``), ``non_finite`` (layer name -> the number of
     steps before the update that made its statistics NaN/inf) and, after the block, ``report``."""
 

@@ -1,14 +1,14 @@
 """Chapter 08's experiment: batch norm bugs reproduced on the digits, measured and fixed.
 
-Every measurement trains :func:`bnlib.models.small_bn_net` (or :func:`~bnlib.models.
-row_sequence_net`) on a fixed subset of the DHCD digits with the small loop :func:`train`,
+Every measurement trains ``bnlib.models.small_bn_net`` (or ``bnlib.models.
+row_sequence_net``) on a fixed subset of the DHCD digits with the small loop ``train``,
 whose ``forward``, ``prepare`` and ``after_step`` arguments reproduce each bug: class-sorted
 batches, a low momentum, sanity passes, fine-tuning with "frozen" BN, gradient checkpointing,
 mixed precision, averaged weights, a BatchNorm1d on the wrong axis. Each ``*_runs`` function
-returns plain dicts (accuracies as fractions); :mod:`bnlib.experiments.bugs_verdicts` turns
+returns plain dicts (accuracies as fractions); ``bnlib.experiments.bugs_verdicts`` turns
 them into the chapter's numbers and words.
 
-:data:`SETTINGS` holds the full and the short setting (``BNBOOK_QUICK=1``).
+``SETTINGS`` holds the full and the short setting (``BNBOOK_QUICK=1``).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ __all__ = [
 
 #: Full setting (the published numbers) and short setting (``BNBOOK_QUICK=1``).
 SETTINGS = {
-    "full": {"train_images": 4000, "test_images": 1500, "epochs": 2, "seeds": (0, 1, 2),
-             "checkpoint_images": 2000, "finetune_images": 200, "finetune_epochs": 3,
-             "amp_steps": 20},
+    "full": {"train_images": 3000, "test_images": 1000, "epochs": 2, "seeds": (0, 1, 2),
+             "checkpoint_images": 1000, "finetune_images": 200, "finetune_epochs": 3,
+             "amp_steps": 16},
     "short": {"train_images": 1000, "test_images": 500, "epochs": 2, "seeds": (0, 1),
               "checkpoint_images": 500, "finetune_images": 100, "finetune_epochs": 2,
               "amp_steps": 8},
@@ -59,7 +59,8 @@ SANITY_PASSES, SANITY_BATCH = 3, 4
 #: Fine-tuning: pretrain on digits 0-4, fine-tune on a few images of 5-9 in batches of 8.
 OLD_CLASSES, NEW_CLASSES, FINETUNE_BATCH, FINETUNE_LR = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9), 8, 0.01
 #: Ways of "freezing" BN for fine-tuning, in the chapter's order.
-FREEZINGS = ("none", "requires_grad", "eval_then_train", "track_flag", "freeze_batch_norm")
+FREEZINGS = ("none", "requires_grad", "eval_then_train", "track_flag", "freeze_batch_norm",
+             "recalibrate_then_freeze")
 #: Mixed precision: one image of the batch at ``CORRUPT_STEP`` is a 16-bit image not divided by
 #: 65,535 (pixel values up to 65,535 instead of 1): float16 activations overflow (max 65,504).
 CORRUPT_SCALE, CORRUPT_STEP = 65535.0, 3
@@ -117,7 +118,7 @@ def train(model: nn.Module, images: Tensor, labels: Tensor, *, epochs: int, seed
     ``model.train()`` is called at the start of every epoch, as training loops do.
     ``forward(x)`` replaces ``model(x)`` (e.g. a checkpointed forward); ``step(model, optimizer,
     x, y)`` replaces the whole step (mixed precision); ``after_step(model)`` runs after each.
-    ``optimizer``: default :func:`sgd` of ``model`` and ``lr``. One torch thread.
+    ``optimizer``: default ``sgd`` of ``model`` and ``lr``. One torch thread.
     """
     generator = torch.Generator().manual_seed(seed)
     optimizer = optimizer or sgd(model, lr)
@@ -166,8 +167,8 @@ def diagnose(model: nn.Module, images: Tensor) -> list[str]:
 
 
 def _recalibrated(model: nn.Module, data: Mapping[str, Tensor]) -> nn.Module:
-    """A copy of ``model`` recalibrated on the first :data:`RECALIBRATION_IMAGES` training
-    digits (:func:`bnlib.inference.recalibrate`)."""
+    """A copy of ``model`` recalibrated on the first ``RECALIBRATION_IMAGES`` training
+    digits (``bnlib.inference.recalibrate``)."""
     return recalibrate(copy.deepcopy(model), data["x_train"][:RECALIBRATION_IMAGES].split(500))
 
 
@@ -241,8 +242,8 @@ def mode_truth_table(seed: int = 0) -> list[dict]:
 # --------------------------------------------------------------------------- eval worse than train
 
 
-def _sanity_passes(model: nn.Module, seed: int) -> nn.Module:
-    """``model`` after :data:`SANITY_PASSES` train-mode forwards of random inputs, back in
+def sanity_passes(model: nn.Module, seed: int = 0) -> nn.Module:
+    """``model`` after ``SANITY_PASSES`` train-mode forwards of random inputs, back in
     eval mode (no optimiser step)."""
     generator = torch.Generator().manual_seed(seed)
     model.train()
@@ -261,9 +262,9 @@ def _averagers(model: nn.Module) -> dict[str, AveragedModel]:
 def eval_worse_runs(data: Mapping[str, Tensor], chosen: Mapping[str, Any]) -> dict:
     """Per seed, the reference network (shuffled batches, momentum 0.1) and three ways to make
     eval mode worse than train mode: ``sorted`` (class-sorted training batches), ``low_momentum``
-    (:data:`LOW_MOMENTUM`), ``sanity`` (the reference after :data:`SANITY_PASSES` train-mode
-    passes of random inputs). Each: :func:`_outcome`. The reference runs also average their
-    weights (see :func:`averaged_runs`); their models are returned under ``models``."""
+    (``LOW_MOMENTUM``), ``sanity`` (the reference after ``SANITY_PASSES`` train-mode
+    passes of random inputs). Each: ``_outcome``. The reference runs also average their
+    weights (see ``averaged_runs``); their models are returned under ``models``."""
     out = {cause: [] for cause in ("reference", "sorted", "low_momentum", "sanity")}
     out["models"], out["averaged"] = [], []
     x, y, epochs = data["x_train"], data["y_train"], chosen["epochs"]
@@ -283,7 +284,7 @@ def eval_worse_runs(data: Mapping[str, Tensor], chosen: Mapping[str, Any]) -> di
         for bn in batch_norm_layers(slow):
             bn.momentum = LOW_MOMENTUM
         out["low_momentum"].append(_outcome(train(slow, x, y, epochs=epochs, seed=seed), data))
-        sanity = _sanity_passes(copy.deepcopy(reference), seed)
+        sanity = sanity_passes(copy.deepcopy(reference), seed)
         out["sanity"].append(_outcome(sanity, data))
     out["steps"] = steps
     return out
@@ -308,7 +309,7 @@ def averaged_outcome(averaged: Mapping[str, AveragedModel], data: Mapping[str, T
     """For each averaged model (``swa``: buffers copied from the latest model, ``ema``: buffers
     averaged too), the test accuracy with those buffers, after
     ``torch.optim.swa_utils.update_bn`` on the training data (batches of 32) and after
-    :func:`bnlib.inference.recalibrate`; and the doctor's codes with the stored buffers."""
+    ``bnlib.inference.recalibrate``; and the doctor's codes with the stored buffers."""
     out = {}
     batches = list(data["x_train"].split(BATCH_SIZE))
     for name, avg in averaged.items():
@@ -325,7 +326,7 @@ def averaged_outcome(averaged: Mapping[str, AveragedModel], data: Mapping[str, T
 
 
 def averaged_runs(worse: Mapping[str, Any]) -> list[dict]:
-    """The averaged-weights outcomes recorded by :func:`eval_worse_runs`, one per seed."""
+    """The averaged-weights outcomes recorded by ``eval_worse_runs``, one per seed."""
     return list(worse["averaged"])
 
 
@@ -337,10 +338,12 @@ def _classes(images: Tensor, labels: Tensor, classes: Sequence[int]) -> tuple[Te
     return images[keep], labels[keep]
 
 
-def _freeze(model: nn.Module, how: str) -> nn.Module:
+def _freeze(model: nn.Module, how: str, new_images: Tensor) -> nn.Module:
     """``model`` prepared for fine-tuning with BN "frozen" as ``how`` says (see
-    :data:`FREEZINGS`)."""
-    if how == "freeze_batch_norm":
+    ``FREEZINGS``; ``recalibrate_then_freeze`` recalibrates on ``new_images`` first)."""
+    if how == "recalibrate_then_freeze":
+        model = recalibrate(model, new_images.split(500))
+    if how in ("freeze_batch_norm", "recalibrate_then_freeze"):
         return freeze_batch_norm(model)
     for bn in batch_norm_layers(model):
         if how != "none":
@@ -362,12 +365,12 @@ def _moved(before: nn.Module, after: nn.Module) -> float:
 
 
 def finetune_runs(data: Mapping[str, Tensor], chosen: Mapping[str, Any]) -> dict:
-    """Pretrain (seed 0) on the training digits of :data:`OLD_CLASSES`, then per seed fine-tune
-    a copy on ``finetune_images`` random training digits of :data:`NEW_CLASSES` (batches of 8,
-    learning rate 0.01), once per way of :data:`FREEZINGS`. Per way and seed: ``moved`` (largest
+    """Pretrain (seed 0) on the training digits of ``OLD_CLASSES``, then per seed fine-tune
+    a copy on ``finetune_images`` random training digits of ``NEW_CLASSES`` (batches of 8,
+    learning rate 0.01), once per way of ``FREEZINGS``. Per way and seed: ``moved`` (largest
     relative change of a running variance), ``new`` and ``old`` (test accuracy on the new and
     the old classes), ``codes`` (the doctor's findings on the prepared model in train mode)
-    and, for the first seed, ``watched`` (the codes :func:`bnlib.doctor.watch` reports)."""
+    and, for the first seed, ``watched`` (the codes ``bnlib.doctor.watch`` reports)."""
     old_x, old_y = _classes(data["x_train"], data["y_train"], OLD_CLASSES)
     pretrained = train(_seeded(small_bn_net, 0), old_x, old_y, epochs=chosen["epochs"], seed=0)
     new_x, new_y = _classes(load_hindi_digits("train")[0], load_hindi_digits("train")[1],
@@ -379,7 +382,7 @@ def finetune_runs(data: Mapping[str, Tensor], chosen: Mapping[str, Any]) -> dict
         pick = torch.randperm(len(new_y), generator=torch.Generator().manual_seed(100 + seed))
         x, y = new_x[pick[: chosen["finetune_images"]]], new_y[pick[: chosen["finetune_images"]]]
         for how in FREEZINGS:
-            model = _freeze(copy.deepcopy(pretrained), how).train()
+            model = _freeze(copy.deepcopy(pretrained), how, x).train()
             codes = sorted({f.code for f in doctor.examine(model, x)})
             optimizer = sgd(model, FINETUNE_LR)
             with doctor.watch(model, optimizer) as seen:
@@ -401,11 +404,11 @@ def checkpoint_runs(data: Mapping[str, Tensor], chosen: Mapping[str, Any]) -> di
     """Per seed, the same training (``checkpoint_images`` digits, one epoch) four ways: plain;
     with ``torch.utils.checkpoint`` (``use_reentrant=False``) around the convolutional part
     ``net[:8]``; the same with that part's momentum set by
-    :func:`bnlib.updates.scale_momentum` (k = 2); and with
-    :func:`bnlib.updates.checkpoint_without_updates`. Per way: ``weights`` (largest parameter
+    ``bnlib.updates.scale_momentum`` (k = 2); and with
+    ``bnlib.updates.checkpoint_without_updates``. Per way: ``weights`` (largest parameter
     difference from the plain run), ``stats`` (largest running-statistic difference from it),
     ``tracked`` (``num_batches_tracked`` of the first BN layer), ``eval`` (test accuracy); for
-    the plain checkpointed run also ``watched`` (the codes of :func:`bnlib.doctor.watch`)."""
+    the plain checkpointed run also ``watched`` (the codes of ``bnlib.doctor.watch``)."""
     x, y = data["x_train"][: chosen["checkpoint_images"]], data["y_train"][: chosen["checkpoint_images"]]
     out: dict[str, list] = {way: [] for way in ("plain", "checkpoint", "momentum", "no_update")}
     for seed in _progress(chosen["seeds"], "checkpointing"):
@@ -441,7 +444,7 @@ def checkpoint_runs(data: Mapping[str, Tensor], chosen: Mapping[str, Any]) -> di
 
 def _amp_step(dtype: torch.dtype, scaler, guard: bool, counter: dict):
     """A training step under ``torch.autocast("cpu", dtype)`` whose batch number
-    :data:`CORRUPT_STEP` has one image multiplied by ``counter["corrupt"]`` (1: no corruption);
+    ``CORRUPT_STEP`` has one image multiplied by ``counter["corrupt"]`` (1: no corruption);
     with ``scaler`` a ``torch.amp.GradScaler`` step (``guard``: restore the BN statistics when it
     skips), else a plain step with the gradient norm clipped to 1."""
     def step(model, optimizer, x, y):
@@ -475,9 +478,9 @@ def mixed_precision_runs(model: nn.Module, data: Mapping[str, Tensor],
                          chosen: Mapping[str, Any]) -> dict:
     """Continue training copies of a trained ``model`` for ``amp_steps`` steps in mixed
     precision, five ways: ``forward_overflow`` (float16, one 16-bit image at step
-    :data:`CORRUPT_STEP`, ``GradScaler("cpu")``), ``guarded`` (the same with the statistics
+    ``CORRUPT_STEP``, ``GradScaler("cpu")``), ``guarded`` (the same with the statistics
     restored when the scaler skips), ``backward_overflow`` (float16, clean data, a scaler starting
-    at :data:`LARGE_SCALE`), ``bfloat16`` (the corrupt image under bfloat16, no scaler).
+    at ``LARGE_SCALE``), ``bfloat16`` (the corrupt image under bfloat16, no scaler).
     Per way: ``skipped`` steps, ``finite`` (all running statistics finite), ``largest`` (largest
     running variance), ``eval`` and ``recalibrated`` test accuracy, ``codes`` (doctor). Also
     ``before`` (the model's accuracy) and ``float16_max``."""
@@ -511,19 +514,19 @@ def mixed_precision_runs(model: nn.Module, data: Mapping[str, Tensor],
 
 def warmup_runs(data: Mapping[str, Tensor], chosen: Mapping[str, Any], reference: nn.Module,
                 seed: int = 0) -> dict:
-    """The reference training of ``seed`` again, with :data:`SANITY_PASSES` train-mode passes
-    of random inputs before the first step, watched by :func:`bnlib.doctor.watch`: ``watched``
+    """The reference training of ``seed`` again, with ``SANITY_PASSES`` train-mode passes
+    of random inputs before the first step, watched by ``bnlib.doctor.watch``: ``watched``
     (its codes), ``shift_after_warmup`` (largest per-layer shift right after the passes, on the
     training data), ``stats`` (largest running-statistic difference from ``reference`` at the
     end), ``eval`` and ``reference_eval`` (test accuracy), ``survives`` (0.9 ** steps, the
     weight the warm-up keeps at the end)."""
     model = _seeded(small_bn_net, seed)
-    _sanity_passes(model, seed)
+    sanity_passes(model, seed)
     shift = max(_shifts(model, data["x_train"]))
     fresh = _seeded(small_bn_net, seed)
     optimizer = sgd(fresh)
     with doctor.watch(fresh, optimizer) as seen:
-        _sanity_passes(fresh, seed)
+        sanity_passes(fresh, seed)
         train(fresh, data["x_train"], data["y_train"], epochs=chosen["epochs"], seed=seed,
               optimizer=optimizer)
     steps = chosen["epochs"] * (len(data["y_train"]) // BATCH_SIZE)
@@ -538,7 +541,7 @@ def warmup_runs(data: Mapping[str, Tensor], chosen: Mapping[str, Any], reference
 
 
 def layout_runs(data: Mapping[str, Tensor], chosen: Mapping[str, Any]) -> dict:
-    """Per seed, :func:`bnlib.models.row_sequence_net` trained with each layout: test accuracy
+    """Per seed, ``bnlib.models.row_sequence_net`` trained with each layout: test accuracy
     (``accuracy``) and the doctor's codes (``codes``), per layout name."""
     out: dict[str, list] = {"channels_first": [], "as_produced": []}
     for seed in _progress(chosen["seeds"], "layouts"):
@@ -549,3 +552,68 @@ def layout_runs(data: Mapping[str, Tensor], chosen: Mapping[str, Any]) -> dict:
                                 "codes": diagnose(model, data["x_train"])})
     return out
 
+
+
+# --------------------------------------------------------------------------- the whole chapter
+
+
+def run(chosen: Mapping[str, Any]) -> dict:
+    """Every measurement of the chapter in ``chosen`` (``setting``): the ``results`` that
+    ``bnlib.experiments.bugs_verdicts.findings`` reads, plus ``data``."""
+    data = digits(chosen)
+    worse = eval_worse_runs(data, chosen)
+    reference = worse["models"][0]
+    return {"setting": dict(chosen), "data": data, "truth": mode_truth_table(), "worse": worse,
+            "finetune": finetune_runs(data, chosen), "checkpoint": checkpoint_runs(data, chosen),
+            "amp": mixed_precision_runs(reference, data, chosen),
+            "warmup": warmup_runs(data, chosen, reference), "layout": layout_runs(data, chosen)}
+
+
+#: How the chapter names the runs in its tables.
+LABELS = {"reference": "reference", "sorted": "class-sorted batches",
+          "low_momentum": f"momentum {LOW_MOMENTUM}", "sanity": f"{SANITY_PASSES} sanity passes",
+          "none": "nothing frozen", "requires_grad": "requires_grad=False",
+          "eval_then_train": "eval(), then model.train()",
+          "track_flag": "track_running_stats=False", "freeze_batch_norm": "freeze_batch_norm",
+          "recalibrate_then_freeze": "recalibrate on 5-9, then freeze",
+          "plain": "no checkpointing", "checkpoint": "checkpointed",
+          "momentum": "checkpointed, momentum for k = 2",
+          "no_update": "checkpointed, no update in recomputation",
+          "forward_overflow": "float16, forward overflows", "guarded": "the same, guarded",
+          "backward_overflow": "float16, scaled backward overflows",
+          "bfloat16": "bfloat16, same outlier",
+          "channels_first": "(N, C, L): transposed", "as_produced": "(N, L, C): as produced"}
+
+
+def _mean(values) -> float:
+    return float(sum(values) / len(values))
+
+
+def rows(part: Mapping[str, Any], ways: Sequence[str], keys: Sequence[str]) -> list[dict]:
+    """Table rows: one per way in ``ways`` (labelled by ``LABELS``), with the mean over
+    seeds of each of ``keys`` and the union of the doctor's ``codes``/``watched`` found."""
+    out = []
+    for way in ways:
+        runs = part[way] if isinstance(part[way], list) else [part[way]]
+        row = {"run": LABELS[way]}
+        for key in keys:
+            row[key] = _mean([r[key] for r in runs])
+        for key in ("codes", "watched"):
+            if key in runs[0]:
+                row[key] = ", ".join(sorted({c for r in runs for c in r[key]})) or "-"
+        out.append(row)
+    return out
+
+
+def averaged_rows(averaged: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Table rows for the averaged models (``swa``, ``ema``): mean over seeds of the accuracy
+    with the ``stored`` buffers, after ``update_bn`` and after ``recalibrated``, and the
+    doctor's codes on the stored buffers."""
+    labels = {"swa": "SWA, buffers copied", "ema": "EMA, buffers averaged"}
+    return [{"run": labels[name], **{k: _mean([a[name][k] for a in averaged])
+                                     for k in ("stored", "update_bn", "recalibrated")},
+             "codes": ", ".join(sorted({c for a in averaged for c in a[name]["codes"]})) or "-"}
+            for name in labels]
+
+
+__all__ += ["LABELS", "averaged_rows", "rows", "run", "sanity_passes"]

@@ -1,5 +1,5 @@
-"""Chapter 08's numbers and words: :func:`findings` of the measurements of
-:mod:`bnlib.experiments.bugs`, and the small verdict rules it uses (each tested branch by
+"""Chapter 08's numbers and words: ``findings`` of the measurements of
+``bnlib.experiments.bugs``, and the small verdict rules it uses (each tested branch by
 branch). Means are over seeds; ranges are the lowest and highest seed."""
 
 from __future__ import annotations
@@ -164,8 +164,8 @@ def _layout(layout: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict:
 
 def findings(results: Mapping[str, Any]) -> dict:
     """The numbers and words chapter 08 glues. ``results``: ``setting``, ``truth``
-    (:func:`~bnlib.experiments.bugs.mode_truth_table`), ``worse``
-    (:func:`~bnlib.experiments.bugs.eval_worse_runs`), ``finetune``, ``checkpoint``,
+    (``bnlib.experiments.bugs.mode_truth_table``), ``worse``
+    (``bnlib.experiments.bugs.eval_worse_runs``), ``finetune``, ``checkpoint``,
     ``amp`` (mixed precision), ``warmup`` and ``layout`` (the ``*_runs`` functions)."""
     chosen, warm = results["setting"], results["warmup"]
     out: dict[str, Any] = {"n_seeds": len(chosen["seeds"]), "n_train": chosen["train_images"],
