@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from bnlib.doctor import SHIFT_THRESHOLD
 from bnlib.experiments.bugs import CORRUPT_SCALE, FREEZINGS, LOW_MOMENTUM, SANITY_PASSES
 from bnlib.prose import comparison, count_of
 from bnlib.running import momentum_for_updates
 
-__all__ = ["CAUSES", "agreement", "codes_text", "findings", "found_in", "moves", "ordinal",
+__all__ = ["CAUSES", "RECOVERY", "agreement", "blame", "freezing_verdict", "codes_text", "findings", "found_in", "moves", "ordinal",
            "strongest_layer"]
 
 #: The runs of "when eval is worse than train", in the chapter's order.
@@ -60,6 +61,37 @@ def strongest_layer(shifts: Sequence[Sequence[float]]) -> str:
     return ordinal(int(np.argmax(np.mean(np.asarray(shifts, dtype=float), axis=0))))
 
 
+#: Recalibration "recovers" the accuracy when it adds more than this (a fraction): far more than
+#: the test-set noise of a few hundred digits between two evaluations of the same weights (none).
+RECOVERY = 0.05
+
+
+def blame(largest_shift: float, eval_accuracy: float, recalibrated: float,
+          threshold: float = SHIFT_THRESHOLD) -> str:
+    """What an eval-mode accuracy is to blame on, from the largest per-layer shift and what
+    recalibration does: "the running statistics" (shift above ``threshold``, recalibration adds
+    more than :data:`RECOVERY`), "the weights" (shift within it, recalibration adds no more than
+    that), else "neither clearly"."""
+    recovers = recalibrated - eval_accuracy > RECOVERY
+    if largest_shift > threshold and recovers:
+        return "the running statistics"
+    if largest_shift <= threshold and not recovers:
+        return "the weights"
+    return "neither clearly"
+
+
+def freezing_verdict(frozen: float, recalibrated_frozen: float, unfrozen: float) -> str:
+    """What held the frozen network back on the new digits (accuracies as fractions):
+    "the statistics it kept" if recalibrating them on the new digits before freezing adds more
+    than :data:`RECOVERY`; else "the freezing itself" if the unfrozen network is ahead of the
+    recalibrated frozen one by more than that; else "neither clearly"."""
+    if recalibrated_frozen - frozen > RECOVERY:
+        return "the statistics it kept"
+    if unfrozen - recalibrated_frozen > RECOVERY:
+        return "the freezing itself"
+    return "neither clearly"
+
+
 def codes_text(codes: Sequence[str]) -> str:
     """The doctor's codes as prose: "`a` and `b`", or "nothing" for none."""
     if not codes:
@@ -91,8 +123,11 @@ def _worse(worse: Mapping[str, Any]) -> dict:
                 f"{cause}_strongest": strongest_layer(shifts),
                 f"{cause}_found": found_in(runs, "statistics-shift"),
                 f"{cause}_codes": codes_text(_union(runs))}
-        for i, value in enumerate(np.mean(np.asarray(shifts), axis=0), 1):
+        per_layer = np.mean(np.asarray(shifts), axis=0)
+        for i, value in enumerate(per_layer, 1):
             out[f"{cause}_shift_{i}"] = float(value)
+        out[f"{cause}_shift_max"] = float(per_layer.max())
+        out[f"{cause}_blame"] = blame(float(per_layer.max()), ev, out[f"{cause}_recal"])
     out["reference_clean"] = count_of(sum(not r["codes"] for r in worse["reference"]),
                                       len(worse["reference"]))
     return out
@@ -122,6 +157,10 @@ def _finetune(finetune: Mapping[str, Any]) -> dict:
                 f"{how}_old": _mean([r["old"] for r in runs]),
                 f"{how}_codes": codes_text(_union(runs)),
                 f"{how}_watched": codes_text(_union(runs, "watched"))}
+    out["old_max"] = max(out[f"{how}_old"] for how in FREEZINGS)
+    out["freezing_verdict"] = freezing_verdict(out["freeze_batch_norm_new"],
+                                               out["recalibrate_then_freeze_new"],
+                                               out["none_new"])
     out["frozen_new_word"] = comparison(out["freeze_batch_norm_new"], out["none_new"],
                                         "below", "above", "equal to")
     return out
