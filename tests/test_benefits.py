@@ -135,12 +135,6 @@ def test_variance_shift_probe_measures_once_at_its_step():
 # --------------------------------------------------------------------------- rules
 
 
-def test_mean_sd():
-    assert v.mean_sd([0.5]) == (0.5, 0.0)
-    mean, sd = v.mean_sd([1.0, 3.0])
-    assert mean == 2.0 and sd == pytest.approx(math.sqrt(2))
-
-
 @pytest.mark.parametrize("by_rate,expected", [
     ({0.01: [0.9, 0.9], 0.1: [0.9, 0.95], 1.0: [0.1, 0.1]}, (0.1, 1.0)),
     ({0.01: [0.9, 0.9], 0.1: [0.9, 0.2], 1.0: [0.1, 0.1]}, (0.01, 0.1)),    # mixed seeds

@@ -209,3 +209,32 @@ def test_finite_difference_gradients_match_the_closed_forms_of_dgamma_and_dbeta(
     assert np.allclose(numeric["dgamma"], (dy * x_hat).sum(axis=0), rtol=1e-7, atol=1e-9)
     errors = exercises.compare_with_finite_differences(x, gamma, beta, dy)
     assert set(errors) == {"dx", "dgamma", "dbeta"} and max(errors.values()) < 1e-7
+
+
+@pytest.mark.parametrize("mistake", exercises.FORWARD_MISTAKES, ids=lambda m: m.name)
+def test_forward_checker_names_each_typical_mistake(mistake):
+    verdict = exercises.check_batch_norm_forward(mistake.answer)
+    assert not verdict and verdict.mistake == mistake.name
+    assert f"mistake: {mistake.name}" in repr(verdict)
+    assert max(verdict.errors.values()) > 1e3 * verdict.tolerance
+
+
+@pytest.mark.parametrize("mistake", exercises.BACKWARD_MISTAKES, ids=lambda m: m.name)
+def test_backward_checker_names_each_typical_mistake(mistake):
+    verdict = exercises.check_batch_norm_backward(mistake.answer)
+    assert not verdict and verdict.mistake == mistake.name
+    assert max(verdict.errors.values()) > 1e3 * verdict.tolerance
+    assert all(len(line) <= 79 for line in repr(verdict).splitlines())
+
+
+def test_independent_mistakes_are_named_and_unknown_ones_are_not():
+    """The test file's own wrong implementations, written apart from the checker's."""
+    assert exercises.check_batch_norm_forward(forward_unbiased).mistake.startswith(
+        "the unbiased variance")
+    assert "mean left out" in exercises.check_batch_norm_backward(
+        backward_without_mean_path).mistake
+    assert "treated as constants" in exercises.check_batch_norm_backward(
+        backward_only_direct_path).mistake
+    doubled = exercises.check_batch_norm_forward(lambda *a: 2 * forward_plain(*a))
+    assert not doubled and doubled.mistake == "" and "mistake:" not in repr(doubled)
+    assert exercises.check_batch_norm_forward(forward_plain).mistake == ""

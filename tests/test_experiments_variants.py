@@ -42,9 +42,10 @@ def test_summarise_hand_computed():
     rows = [{"method": "m", "k": 2, "test_error": 0.1}, {"method": "m", "k": 2, "test_error": 0.3},
             {"method": "g", "k": 0, "test_error": 0.2}]
     out = E.summarise(rows)
-    assert out[("m", 2)]["mean"] == pytest.approx(0.2)
-    assert out[("m", 2)]["std"] == pytest.approx(math.sqrt(0.02))
-    assert out[("g", 0)] == {"mean": 0.2, "std": 0.0, "min": 0.2, "max": 0.2, "n": 1}
+    assert out[("m", 2)].mean == pytest.approx(0.2)
+    assert out[("m", 2)].sd == pytest.approx(math.sqrt(0.02))  # sample sd: (0.1, 0.3) -> 0.141
+    one = out[("g", 0)]
+    assert (one.mean, one.low, one.high, one.n) == (0.2, 0.2, 0.2, 1) and math.isnan(one.sd)
 
 
 

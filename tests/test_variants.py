@@ -12,6 +12,7 @@ from torch import nn
 from bnlib import models, variants
 from bnlib import nn as bnlib_nn
 from bnlib.nn import GhostBatchNorm2d
+from bnlib.seeds import summarize
 
 
 @pytest.fixture(autouse=True)
@@ -275,9 +276,8 @@ def test_figures_have_labelled_axes():
 
     fig = plots.normalisation_blocks()
     assert [ax.get_zlabel() for ax in fig.axes] == ["N"] * 4
-    summary = {("batch norm", 32): {"mean": 0.03, "min": 0.02, "max": 0.04, "n": 2},
-               ("batch norm", 2): {"mean": 0.05, "min": 0.05, "max": 0.05, "n": 2},
-               ("group norm", 0): {"mean": 0.06, "min": 0.05, "max": 0.07, "n": 2}}
+    summary = {("batch norm", 32): summarize([0.02, 0.04]), ("batch norm", 2): summarize([0.05, 0.05]),
+               ("group norm", 0): summarize([0.05, 0.07])}
     fig2 = plots.batch_size_curve(summary)
     ax = fig2.axes[0]
     assert "test error" in ax.get_ylabel() and "images k" in ax.get_xlabel()

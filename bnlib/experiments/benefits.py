@@ -33,10 +33,11 @@ from bnlib.data import load_hindi_digits
 from bnlib.experiments.benefits_verdicts import (
     CONDITION, HOLDS, NOT_HERE, TRAINS_ACCURACY, VERDICTS, convergence_verdict, cost_verdict,
     depth_verdict, divergence_text, dropout_verdict, gradient_verdict, init_verdict,
-    largest_trainable, learning_rate_verdict, mean_sd, rate_text, rates_text,
+    largest_trainable, learning_rate_verdict, rate_text, rates_text,
     regularisation_verdict, speed_words, steps_text, steps_to, trains,
 )
 from bnlib.probes import VarianceShiftProbe
+from bnlib.seeds import summarize, tolerance
 from bnlib.settings import full_or_quick, torch_threads
 from bnlib.training import History, RunConfig, run_many
 
@@ -337,7 +338,8 @@ def _learning_rates(r: Results, f: dict) -> dict:
         best = best_rate(r.sweep[n])
         largest, fails = largest_trainable(by_rate)
         f[f"best_lr_{tag}"] = best
-        f[f"best_acc_{tag}"], f[f"best_sd_{tag}"] = mean_sd(by_rate[best])
+        best_runs = summarize(by_rate[best])
+        f[f"best_acc_{tag}"], f[f"best_sd_{tag}"] = best_runs.mean, best_runs.sd
         f[f"largest_lr_{tag}"] = rate_text(largest, "none")
         f[f"fails_at_{tag}"] = rate_text(fails, "none")
         f[f"divergence_{tag}"] = divergence_text(largest, fails)
@@ -373,7 +375,8 @@ def _init_and_depth(r: Results, f: dict) -> dict:
         good = [d for d, accuracies in best.items() if trains(accuracies)]
         deepest[tag] = max(good) if good else None
         f[f"deepest_{tag}"] = str(deepest[tag]) if good else "none"
-        f[f"acc_deepest_{tag}"], f[f"sd_deepest_{tag}"] = mean_sd(best[max(s.depths)])
+        deepest_runs = summarize(best[max(s.depths)])
+        f[f"acc_deepest_{tag}"], f[f"sd_deepest_{tag}"] = deepest_runs.mean, deepest_runs.sd
         norms = r.gradients[n][max(s.depths)]
         orders[tag] = math.log10(max(norms) / min(norms))
         f[f"grad_orders_{tag}"] = orders[tag]
@@ -395,17 +398,18 @@ def _behind_dropout(per_seed: Sequence[Sequence[float]]) -> float:
 
 def _regularisation_and_cost(r: Results, f: dict) -> dict:
     """Claim 5 (train/test gap, dropout, variance shift) and claim 6 (cost)."""
-    reg = r.regularisation
+    reg, gaps = r.regularisation, {}
     for variant, entry in reg.items():
-        f[f"test_{variant}"], f[f"test_sd_{variant}"] = mean_sd(entry["test"])
+        test = summarize(entry["test"])
+        gaps[variant] = summarize(a - b for a, b in zip(entry["train"], entry["test"]))
+        f[f"test_{variant}"], f[f"test_sd_{variant}"] = test.mean, test.sd
         f[f"train_{variant}"] = statistics.fmean(entry["train"])
         f[f"gap_{variant}"] = f[f"train_{variant}"] - f[f"test_{variant}"]
-        f[f"gap_sd_{variant}"] = mean_sd([a - b for a, b in zip(entry["train"],
-                                                                 entry["test"])])[1]
+        f[f"gap_sd_{variant}"] = gaps[variant].sd
     for variant in ("bn", "dropout_before_bn", "dropout_after_bn"):
         f[f"shift_{variant}"] = _behind_dropout(reg[variant]["shift"])
         f[f"ratio_{variant}"] = _behind_dropout(reg[variant]["ratio"])
-    f["gap_spread"] = max(f["gap_sd_bn"], f["gap_sd_plain"])
+    f["gap_spread"] = tolerance(gaps["bn"], gaps["plain"])
     f["verdict_regularisation"] = regularisation_verdict(
         f["gap_bn"], f["gap_plain"], f["test_bn"], f["test_dropout"], f["gap_spread"])
     f["verdict_dropout"] = dropout_verdict(

@@ -17,7 +17,7 @@ __all__ = [
     "COST_SHARE", "CONDITION", "GRADIENT_ORDERS", "HOLDS", "NOT_HERE", "SPEEDUP_MARGIN",
     "TRAINS_ACCURACY", "VERDICTS", "convergence_verdict", "cost_verdict", "depth_verdict",
     "dropout_verdict", "gradient_verdict", "init_verdict", "largest_trainable",
-    "learning_rate_verdict", "mean_sd", "regularisation_verdict", "steps_to", "trains",
+    "learning_rate_verdict", "regularisation_verdict", "steps_to", "trains",
     "divergence_text", "rate_text", "rates_text", "speed_words", "steps_text",
 ]
 
@@ -32,12 +32,6 @@ GRADIENT_ORDERS = 1.0
 #: BN's share of a time counts as a real cost from this fraction on (well above the timing
 #: noise of a shared machine, which moves a median by a few percent).
 COST_SHARE = 0.10
-
-
-def mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation over seeds (0 for a single value)."""
-    values = list(values)
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def trains(accuracies: Sequence[float]) -> bool:

@@ -29,6 +29,7 @@ import torch
 from bnlib import prose, settings
 from bnlib.data import bundled_data_file
 from bnlib.models import ARTICLE_TRACKED_WEIGHTS, count_parameters, three_conv_net
+from bnlib.seeds import summarize
 from bnlib.training import History, RunConfig, run_many
 
 __all__ = [
@@ -337,21 +338,21 @@ def per_seed_rows(results: Mapping[str, Sequence[History]]) -> list[dict]:
 
 
 def summary(results: Mapping[str, Sequence[History]]) -> list[dict]:
-    """One row per model: the last epoch's test accuracy (mean, std across seeds with ddof=1 -
-    NaN for one seed - min, max), the mean oscillation, drops, path length and turning angle
+    """One row per model: the last epoch's test accuracy over seeds (:func:`bnlib.seeds.summarize`:
+    mean, sample standard deviation - NaN for one seed - min, max), the mean oscillation, drops, path length and turning angle
     (degrees), and the mean train loss at the last epoch. Python floats, ready for glue."""
     rows = []
     for name, histories in results.items():
-        final = np.array([h.final.test_accuracy for h in histories], dtype=float)
+        final = summarize(h.final.test_accuracy for h in histories)
         angles = np.array([mean_turning_angle(h) for h in histories], dtype=float)
         rows.append({
             "model": name,
             "seeds": len(histories),
             "epochs": len(histories[0].epochs),
-            "final_accuracy_mean": float(final.mean()),
-            "final_accuracy_std": float(final.std(ddof=1)) if len(final) > 1 else math.nan,
-            "final_accuracy_min": float(final.min()),
-            "final_accuracy_max": float(final.max()),
+            "final_accuracy_mean": final.mean,
+            "final_accuracy_std": final.sd,
+            "final_accuracy_min": final.low,
+            "final_accuracy_max": final.high,
             "final_train_loss_mean": float(np.mean([h.final.train_loss for h in histories])),
             "oscillation_mean": float(np.mean([oscillation(h) for h in histories])),
             "drops_mean": float(np.mean([drops(h) for h in histories])),

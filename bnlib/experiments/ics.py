@@ -23,6 +23,7 @@ import torch
 from bnlib import prose, training
 from bnlib.data import load_hindi_digits
 from bnlib.probes import ActivationPercentileProbe, ICSProbe, LandscapeProbe
+from bnlib.seeds import summarize
 from bnlib.settings import full_or_quick
 
 __all__ = [
@@ -197,8 +198,8 @@ def largest_drop(values: Sequence[float]) -> float:
 def relation(a: float, b: float, spread: float) -> str:
     """``"level with"`` if ``|a - b| <= spread``, else ``"ahead of"`` (a > b) or ``"behind"``.
 
-    ``spread`` is the seed-to-seed standard deviation: a difference within it is no
-    difference."""
+    ``spread`` is the seed-to-seed standard deviation (:attr:`bnlib.seeds.SeedSummary.tolerance`:
+    0 with one seed): a difference within it is no difference."""
     if abs(a - b) <= spread:
         return "level with"
     return "ahead of" if a > b else "behind"
@@ -219,7 +220,7 @@ def noisy_verdict(first: Mapping[str, float], spread: Mapping[str, float],
 
     Args:
         first: network name -> mean test accuracy after one epoch over the seeds.
-        spread: network name -> its standard deviation over the seeds.
+        spread: network name -> its sample standard deviation over the seeds (0 for one seed).
         jitter: network name -> mean step-to-step movement of the followed median.
 
     Returns:
@@ -295,9 +296,11 @@ def findings(results: Results) -> dict[str, Any]:
         out[f"drop_{key}"] = largest_drop(_accuracy_curve(h))
         for when, values in (("acc1", [r.epochs[0].test_accuracy for r in runs]),
                              ("accF", [r.final.test_accuracy for r in runs])):
-            out[f"seed_{when}_{key}"] = statistics.mean(values)
-            out[f"seed_{when}_sd_{key}"] = statistics.stdev(values)
-        first[name], spread[name] = out[f"seed_acc1_{key}"], out[f"seed_acc1_sd_{key}"]
+            seed_summary = summarize(values)
+            out[f"seed_{when}_{key}"] = seed_summary.mean
+            out[f"seed_{when}_sd_{key}"] = seed_summary.sd
+            if when == "acc1":
+                first[name], spread[name] = seed_summary.mean, seed_summary.tolerance
         ics, r = h.probes["ics"], h.probes["landscape"]
         late[name] = median_from(ics, "relative", s.steps / 2)
         out[f"ics_late_{key}"] = late[name]

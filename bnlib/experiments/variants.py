@@ -21,8 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import torch
-
+from bnlib.seeds import SeedSummary, summarize
 from bnlib.settings import full_or_quick
 from bnlib.variants import BA_2016_TABLE
 
@@ -163,19 +162,13 @@ def batch_size_experiment(
     ]
 
 
-def summarise(rows: Sequence[dict], key: str = "test_error") -> dict[tuple[str, int], dict]:
-    """``{(method, k): {"mean", "std", "min", "max", "n"}}`` of ``key`` over seeds (std: sample
-    standard deviation, 0 for one seed)."""
+def summarise(rows: Sequence[dict], key: str = "test_error") -> dict[tuple[str, int], SeedSummary]:
+    """``{(method, k): SeedSummary}`` of ``key`` over seeds (:func:`bnlib.seeds.summarize`: the
+    mean, the sample standard deviation, nan for one seed, and the range)."""
     groups: dict[tuple[str, int], list[float]] = {}
     for row in rows:
         groups.setdefault((row["method"], row["k"]), []).append(float(row[key]))
-    out = {}
-    for group, values in groups.items():
-        t = torch.tensor(values, dtype=torch.float64)
-        std = float(t.std()) if len(values) > 1 else 0.0
-        out[group] = {"mean": float(t.mean()), "std": std, "min": float(t.min()),
-                      "max": float(t.max()), "n": len(values)}
-    return out
+    return {group: summarize(values) for group, values in groups.items()}
 
 
 def run(setting: str | None = None, workers: int | None = None) -> dict:
@@ -193,9 +186,9 @@ def run(setting: str | None = None, workers: int | None = None) -> dict:
 # --------------------------------------------------------------------------- verdicts
 
 
-def change_phrase(before: Mapping[str, float], after: Mapping[str, float]) -> str:
+def change_phrase(before: SeedSummary, after: SeedSummary) -> str:
     """Words for how a test error moved from one group of runs to another, each summarised by
-    :func:`summarise` (``mean``, ``min``, ``max``, ``n``; fractions).
+    :func:`summarise` (:class:`~bnlib.seeds.SeedSummary` of fractions).
 
     A change counts as a rise (or fall) only when every seed of ``after`` lies above (or below)
     every seed of ``before``: "rose by 1.2 percentage points in every seed"; otherwise the seeds'
@@ -203,38 +196,38 @@ def change_phrase(before: Mapping[str, float], after: Mapping[str, float]) -> st
     With one seed per group, any difference counts ("... (one seed)"), and equal errors are
     "did not change".
     """
-    change = (after["mean"] - before["mean"]) * 100
+    change = (after.mean - before.mean) * 100
     qualifier = _qualifier(before, after)
     amount = f"{abs(change):.1f}" if abs(change) >= 0.05 else "less than 0.1"
-    if after["min"] > before["max"]:
+    if after.low > before.high:
         return f"rose by {amount} percentage points {qualifier}"
-    if after["max"] < before["min"]:
+    if after.high < before.low:
         return f"fell by {amount} percentage points {qualifier}"
-    if max(before["n"], after["n"]) == 1:
+    if max(before.n, after.n) == 1:
         return "did not change (one seed)"
     return f"changed by {change:+.1f} percentage points, with the seeds' ranges overlapping"
 
 
-def _qualifier(a: Mapping[str, float], b: Mapping[str, float]) -> str:
+def _qualifier(a: SeedSummary, b: SeedSummary) -> str:
     """"(one seed)" when neither group has more than one seed, else "in every seed"."""
-    return "(one seed)" if max(a["n"], b["n"]) == 1 else "in every seed"
+    return "(one seed)" if max(a.n, b.n) == 1 else "in every seed"
 
 
-def renorm_verdict(bn: Mapping[str, float], brn: Mapping[str, float], k: int) -> str:
+def renorm_verdict(bn: SeedSummary, brn: SeedSummary, k: int) -> str:
     """Batch renorm against batch norm over the same groups of ``k`` images (summaries):
     "helped" or "hurt" only when every seed of one lies beyond every seed of the other."""
-    if brn["max"] < bn["min"]:
+    if brn.high < bn.low:
         return f"helped at k = {k} {_qualifier(bn, brn)}"
-    if brn["min"] > bn["max"]:
+    if brn.low > bn.high:
         return f"hurt at k = {k} {_qualifier(bn, brn)}"
     return f"made no clear difference at k = {k}"
 
 
-def gn_verdict(gn: Mapping[str, float], bn: Mapping[str, float]) -> str:
+def gn_verdict(gn: SeedSummary, bn: SeedSummary) -> str:
     """Group norm against batch norm at full size (summaries), seed ranges compared."""
-    if gn["min"] > bn["max"]:
+    if gn.low > bn.high:
         return f"worse than batch norm at full size {_qualifier(gn, bn)}"
-    if gn["max"] < bn["min"]:
+    if gn.high < bn.low:
         return f"better than batch norm at full size {_qualifier(gn, bn)}"
     return "about as good as batch norm at full size (the seeds' ranges overlap)"
 
@@ -303,7 +296,7 @@ def _sources() -> dict:
 def _experiment_findings(results: Mapping[str, Any]) -> dict:
     setting, rows = results["setting"], results["rows"]
     summary = summarise(rows)
-    error = {group: s["mean"] for group, s in summary.items()}
+    error = {group: s.mean for group, s in summary.items()}
     sizes = sorted(setting["sizes"], reverse=True)
     largest, control = sizes[0], min(setting["real_sizes"])
     big = summary[(BN_GHOST, largest)]

@@ -77,8 +77,8 @@ def batch_size_curve(
     to small as in Wu & He's Figure 1).
 
     Args:
-        summary: ``{(method, k): {"mean", "min", "max", "n"}}`` of the test error (fractions),
-            as :func:`bnlib.experiments.variants.summarise` returns; group norm's k is 0 (it does not depend
+        summary: ``{(method, k): SeedSummary}`` of the test error (fractions), as
+            :func:`bnlib.experiments.variants.summarise` returns; group norm's k is 0 (it does not depend
             on k and is drawn as a horizontal band).
         batch_norm, group_norm: the method names of the two curves.
         others: further methods drawn as markers at their k.
@@ -90,21 +90,21 @@ def batch_size_curve(
     if not bn:
         raise ValueError(f"the summary has no {batch_norm!r} rows")
     ks = np.array([k for k, _ in bn], dtype=float)
-    seeds = max(s["n"] for _, s in bn)
+    seeds = max(s.n for _, s in bn)
 
     def errorbar(points, label, fmt, colour):
         k = np.array([p[0] for p in points], dtype=float)
-        mean = np.array([p[1]["mean"] for p in points]) * 100
-        low = mean - np.array([p[1]["min"] for p in points]) * 100
-        high = np.array([p[1]["max"] for p in points]) * 100 - mean
+        mean = np.array([p[1].mean for p in points]) * 100
+        low = mean - np.array([p[1].low for p in points]) * 100
+        high = np.array([p[1].high for p in points]) * 100 - mean
         ax.errorbar(k, mean, yerr=(low, high), fmt=fmt, color=colour, capsize=3, lw=1.6, ms=6,
                     label=label)
 
     errorbar(bn, "batch norm, ghost batches of k in a batch of 32", "-o", "C0")
     gn = summary.get((group_norm, 0))
     if gn is not None:
-        ax.axhline(gn["mean"] * 100, color="C2", lw=1.6, label="group norm (independent of k)")
-        ax.axhspan(gn["min"] * 100, gn["max"] * 100, color="C2", alpha=0.15, lw=0)
+        ax.axhline(gn.mean * 100, color="C2", lw=1.6, label="group norm (independent of k)")
+        ax.axhspan(gn.low * 100, gn.high * 100, color="C2", alpha=0.15, lw=0)
     for j, method in enumerate(others):
         points = sorted((k, s) for (m, k), s in summary.items() if m == method)
         if points:

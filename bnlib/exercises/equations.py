@@ -1,14 +1,15 @@
-"""Checkers: an implementation of batch norm against an independent reference, with a verdict.
+"""Chapter 02's checkers (the BN equations) and the comparisons its measurements use.
 
-For the reader's exercises (chapter 02)::
+For the reader's exercises::
 
     from bnlib.exercises import check_batch_norm_forward, check_batch_norm_backward
 
     check_batch_norm_forward(my_forward)    # my_forward(x, gamma, beta, eps) -> y
     check_batch_norm_backward(my_backward)  # my_backward(dy, x, gamma, eps) -> (dx, dgamma, dbeta)
 
-Each returns a :class:`Verdict` that prints one clear line (PASS or FAIL, with the largest
-relative error and what it was compared with) and is truthy when the check passed.
+Each returns a :class:`~bnlib.exercises.checking.Verdict` that prints PASS or FAIL, the relative
+error of each quantity, what it was compared with, and the typical mistake the answer matches
+(:data:`FORWARD_MISTAKES`, :data:`BACKWARD_MISTAKES`); it is truthy when the check passed.
 
 The chapter's own measurements use the same machinery:
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,9 +35,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnlib import reference
+from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
 
 __all__ = [
-    "Verdict",
+    "BACKWARD_MISTAKES",
+    "FORWARD_MISTAKES",
     "check_batch_norm_backward",
     "check_batch_norm_forward",
     "compare_modules",
@@ -49,69 +51,98 @@ __all__ = [
     "scale_invariance",
 ]
 
-#: Shapes the checkers try: a fully connected batch (N, C) and a convolutional one (N, C, H, W).
+#: Shapes the checkers try: a fully connected batch (N, C), a convolutional one (N, C, H, W),
+#: and a batch of 4 whose variances are of the order of eps (so a missing eps shows).
 CHECK_SHAPES = ((6, 3), (4, 3, 3, 2))
+SMALL_BATCH, SMALL_SCALE = (4, 3), 1e-2
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of a check: ``passed``, and the relative error of each compared quantity."""
-
-    check: str
-    passed: bool
-    errors: dict[str, float] = field(default_factory=dict)
-    tolerance: float = 0.0
-    reference: str = ""
-    problem: str = ""
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __repr__(self) -> str:
-        """A few short lines: the verdict, the reference, one line per relative error."""
-        if self.problem:
-            return f"FAIL {self.check}: {self.problem}"
-        if self.passed:
-            head = f"PASS {self.check}"
-        else:
-            head = f"FAIL {self.check}: {max(self.errors, key=self.errors.get)} is off"
-        rows = [f"    {name:22} {err:.1e}" for name, err in self.errors.items()]
-        return "\n".join([
-            head, f"  reference: {self.reference}",
-            f"  relative errors ({'all below' if self.passed else 'tolerance'} "
-            f"{self.tolerance:.0e}):", *rows,
-        ])
-
-    __str__ = __repr__
-
-
-def _test_batch(shape: Sequence[int], seed: int) -> tuple[np.ndarray, ...]:
-    """float64 ``x`` (off-centre, not unit scale), ``gamma``, ``beta`` and ``dy`` for a check."""
+def _test_batch(shape: Sequence[int], seed: int, scale: float = 2.0) -> tuple[np.ndarray, ...]:
+    """float64 ``x`` (off-centre, spread ``scale``), ``gamma``, ``beta`` and ``dy`` for a check."""
     rng = np.random.default_rng(seed)
     channels = shape[1]
-    x = rng.normal(loc=1.5, scale=2.0, size=shape)
+    x = rng.normal(loc=1.5, scale=scale, size=shape)
     gamma = rng.uniform(0.5, 2.0, size=channels)
     beta = rng.normal(size=channels)
     dy = rng.normal(size=shape)
     return x, gamma, beta, dy
 
 
-def _call(name: str, fn: Callable, *args: object) -> tuple[object, str]:
-    """``(result, "")``, or ``(None, problem)`` when ``fn`` raises."""
-    try:
-        return fn(*args), ""
-    except NotImplementedError:
-        return None, (f"{name} raises NotImplementedError: fill in its body, "
-                      "then run the check again")
-    except Exception as error:  # the reader's code: report, don't crash the notebook
-        return None, f"{name} raised {type(error).__name__}: {error}"
+def _batches(seed: int) -> list[tuple[str, tuple[np.ndarray, ...]]]:
+    """``(label, (x, gamma, beta, dy))`` for the checks' three batches."""
+    batches = [(str(shape), _test_batch(shape, seed)) for shape in CHECK_SHAPES]
+    small = _test_batch(SMALL_BATCH, seed + 1, SMALL_SCALE)
+    return [*batches, (f"{SMALL_BATCH} var~eps", small)]
 
 
-def _shape_problem(what: str, got: object, expected: tuple[int, ...]) -> str:
-    shape = np.shape(got)
-    if tuple(shape) != tuple(expected):
-        return f"{what} has shape {tuple(shape)}, expected {tuple(expected)}"
-    return ""
+def _axes(x: np.ndarray) -> tuple[int, ...]:
+    return (0, *range(2, x.ndim))
+
+
+def _per_channel(p: np.ndarray, ndim: int) -> np.ndarray:
+    return p.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _normalise(x, gamma, beta, eps, *, axes=None, ddof=0, eps_inside=True, shift=True):
+    """BN's forward pass with the knobs the typical mistakes turn."""
+    axes = _axes(x) if axes is None else axes
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True, ddof=ddof)
+    std = np.sqrt(var + eps) if eps_inside else np.sqrt(var) + eps
+    y = _per_channel(gamma, x.ndim) * (x - mean) / std
+    return y + _per_channel(beta, x.ndim) if shift else y
+
+
+#: The forward pass's typical mistakes, each as the code that makes it.
+FORWARD_MISTAKES = (
+    Mistake("the unbiased variance (ddof=1) in the normalisation",
+            lambda x, g, b, e: _normalise(x, g, b, e, ddof=1)),
+    Mistake("eps left out (x_hat = (x - mean) / sqrt(var))",
+            lambda x, g, b, e: _normalise(x, g, b, 0.0)),
+    Mistake("eps added outside the square root (sqrt(var) + eps)",
+            lambda x, g, b, e: _normalise(x, g, b, e, eps_inside=False)),
+    Mistake("the statistics over the batch axis only, not over N, H and W",
+            lambda x, g, b, e: _normalise(x, g, b, e, axes=(0,))),
+    Mistake("the statistics over every axis, the channels included",
+            lambda x, g, b, e: _normalise(x, g, b, e, axes=tuple(range(x.ndim)))),
+    Mistake("beta left out (y = gamma * x_hat)",
+            lambda x, g, b, e: _normalise(x, g, b, e, shift=False)),
+)
+
+
+def _backward(dy, x, gamma, eps, *, mean_path=True, var_path=True, ddof=0):
+    """BN's input gradient, eq-bn-dx, with the paths the typical mistakes drop."""
+    axes, m = _axes(x), x.size // x.shape[1]
+    inv_std = 1 / np.sqrt(x.var(axis=axes, keepdims=True, ddof=ddof) + eps)
+    x_hat = (x - x.mean(axis=axes, keepdims=True)) * inv_std
+    g = dy * _per_channel(gamma, x.ndim)
+    dx = m * g
+    if mean_path:
+        dx = dx - g.sum(axis=axes, keepdims=True)
+    if var_path:
+        dx = dx - x_hat * (g * x_hat).sum(axis=axes, keepdims=True)
+    return inv_std / m * dx, (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)
+
+
+#: The backward pass's typical mistakes, each as the code that makes it.
+BACKWARD_MISTAKES = (
+    Mistake("the statistics treated as constants (dx = gamma * dy / sigma)",
+            lambda dy, x, g, e: _backward(dy, x, g, e, mean_path=False, var_path=False)),
+    Mistake("the path through the mean left out (the mean a constant)",
+            lambda dy, x, g, e: _backward(dy, x, g, e, mean_path=False)),
+    Mistake("the path through the variance left out (the variance a constant)",
+            lambda dy, x, g, e: _backward(dy, x, g, e, var_path=False)),
+    Mistake("the unbiased variance (ddof=1) in the normalisation",
+            lambda dy, x, g, e: _backward(dy, x, g, e, ddof=1)),
+    Mistake("eps left out", lambda dy, x, g, e: _backward(dy, x, g, 0.0)),
+    Mistake("dgamma and dbeta swapped",
+            lambda dy, x, g, e: _swap(_backward(dy, x, g, e))),
+)
+
+
+def _swap(grads: tuple) -> tuple:
+    dx, dgamma, dbeta = grads
+    return dx, dbeta, dgamma
 
 
 def check_batch_norm_forward(
@@ -119,28 +150,21 @@ def check_batch_norm_forward(
 ) -> Verdict:
     """Check ``forward(x, gamma, beta, eps) -> y`` (or ``(y, cache)``) against PyTorch.
 
-    Training-mode batch norm on float64 inputs of shape (6, 3) and (4, 3, 3, 2); the reference
-    is ``torch.nn.functional.batch_norm(..., training=True)``.
+    Training-mode batch norm on float64 inputs of shape (6, 3) and (4, 3, 3, 2), and a batch
+    of 4 whose variances are of the order of ``eps``; the reference is
+    ``torch.nn.functional.batch_norm(..., training=True)``. A FAIL names the mistake of
+    :data:`FORWARD_MISTAKES` the answer matches, if any.
     """
-    name = getattr(forward, "__name__", "forward")
-    errors = {}
-    for shape in CHECK_SHAPES:
-        x, gamma, beta, _ = _test_batch(shape, seed)
-        result, problem = _call(name, forward, x.copy(), gamma.copy(), beta.copy(), eps)
-        if problem:
-            return Verdict("check_batch_norm_forward", False, problem=problem)
-        y = result[0] if isinstance(result, tuple) else result
-        problem = _shape_problem(f"y for x of shape {shape}", y, shape)
-        if problem:
-            return Verdict("check_batch_norm_forward", False, problem=problem)
-        expected = F.batch_norm(
-            torch.from_numpy(x), None, None, torch.from_numpy(gamma), torch.from_numpy(beta),
-            training=True, eps=eps,
-        ).numpy()
-        errors[f"y {shape}"] = reference.relative_error(np.asarray(y), expected)
-    passed = max(errors.values()) <= tolerance
-    return Verdict("check_batch_norm_forward", passed, errors, tolerance,
-                   "torch.nn.functional.batch_norm (training mode)")
+    cases = [Case(label, (x, gamma, beta, eps), f"x of shape {x.shape}")
+             for label, (x, gamma, beta, _) in _batches(seed)]
+
+    def expected(x, gamma, beta, eps):
+        return F.batch_norm(torch.from_numpy(x), None, None, torch.from_numpy(gamma),
+                            torch.from_numpy(beta), training=True, eps=eps)
+
+    return check_answers("check_batch_norm_forward", forward, cases, expected, ("y",),
+                         tolerance=tolerance, mistakes=FORWARD_MISTAKES,
+                         reference_name="torch.nn.functional.batch_norm (training mode)")
 
 
 def check_batch_norm_backward(
@@ -150,26 +174,21 @@ def check_batch_norm_backward(
 
     The reference gradients are central differences (:func:`bnlib.reference.numerical_gradient`)
     of ``sum(y * dy)`` with ``y`` the training-mode forward pass, with respect to ``x``, ``gamma``
-    and ``beta``, on float64 inputs of shape (6, 3) and (4, 3, 3, 2).
+    and ``beta``, on float64 inputs of shape (6, 3) and (4, 3, 3, 2) and a batch of 4 whose
+    variances are of the order of ``eps``. A FAIL names the mistake of
+    :data:`BACKWARD_MISTAKES` the answer matches, if any.
     """
-    name = getattr(backward, "__name__", "backward")
-    errors = {}
-    for shape in CHECK_SHAPES:
-        x, gamma, beta, dy = _test_batch(shape, seed)
-        result, problem = _call(name, backward, dy.copy(), x.copy(), gamma.copy(), eps)
-        if not problem and (not isinstance(result, tuple) or len(result) != 3):
-            problem = f"{name} must return a tuple (dx, dgamma, dbeta), got {type(result).__name__}"
-        if problem:
-            return Verdict("check_batch_norm_backward", False, problem=problem)
-        expected = finite_difference_gradients(x, gamma, beta, dy, eps)
-        for (what, want), got in zip(expected.items(), result):
-            problem = _shape_problem(f"{what} for x of shape {shape}", got, want.shape)
-            if problem:
-                return Verdict("check_batch_norm_backward", False, problem=problem)
-            errors[f"{what} {shape}"] = reference.relative_error(np.asarray(got), want)
-    passed = max(errors.values()) <= tolerance
-    return Verdict("check_batch_norm_backward", passed, errors, tolerance,
-                   "finite differences (central, h = 1e-6)")
+    cases = [Case(label, (dy, x, gamma, eps), f"x of shape {x.shape}")
+             for label, (x, gamma, _, dy) in _batches(seed)]
+
+    def expected(dy, x, gamma, eps):
+        grads = finite_difference_gradients(x, gamma, np.zeros_like(gamma), dy, eps)
+        return tuple(grads.values())
+
+    return check_answers("check_batch_norm_backward", backward, cases, expected,
+                         ("dx", "dgamma", "dbeta"), tolerance=tolerance,
+                         mistakes=BACKWARD_MISTAKES,
+                         reference_name="finite differences (central, h = 1e-6)")
 
 
 def finite_difference_gradients(

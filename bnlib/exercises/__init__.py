@@ -1,0 +1,79 @@
+"""Exercises' checkers: a reader's code against an independent reference, with a verdict.
+
+One module per chapter topic, on one shared machinery:
+
+==========================  ==========================================================
+module                      checks
+==========================  ==========================================================
+``checking``                the machinery: :class:`Case`, :class:`Mistake`,
+                            :class:`Verdict`, :func:`check_answers`
+``ics``                     chapter 01, internal covariate shift
+``equations``               chapter 02, the forward and backward passes (and the
+                            comparisons the chapter's measurements use)
+``inference``               chapter 03, running statistics, precise BN, folding
+``variants``                chapter 04, layer, group and instance norm
+``hindi_digits``            chapter 05, the article's network
+``benefits``                chapter 06, the claimed benefits
+``popular``                 the departures from PyTorch found in popular tutorials,
+                            as named variants, and the measurements that expose them
+==========================  ==========================================================
+
+How a chapter's checker is written (``distributed.py`` and ``doctor.py`` follow the same
+pattern)::
+
+    from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
+
+    #: Each typical mistake as the code that makes it, with the reader's signature.
+    MISTAKES = (Mistake("eps left out", lambda x, eps: my_thing(x, 0.0)), ...)
+
+    def check_my_thing(answer) -> Verdict:
+        \"\"\"Check ``answer(x, eps) -> y`` against <the independent reference>.\"\"\"
+        cases = [Case("(4, 3)", (x, 1e-5), "x of shape (4, 3)"), ...]
+        return check_answers("check_my_thing", answer, cases, expected=torch_reference,
+                             outputs=("y",), tolerance=1e-10, mistakes=MISTAKES,
+                             reference_name="torch.nn.functional.<...>")
+
+* ``expected`` is independent of the code under test (PyTorch, finite differences, a
+  hand-computed case) and takes the same arguments as the reader's function.
+* Inputs make every mistake's error far above the tolerance: batches of 4, variances of the
+  order of eps, channels that differ, non-square shapes where a transpose could hide.
+* A FAIL names a mistake only when the answer matches that mistake's code within the
+  tolerance; otherwise it reports the errors alone.
+* Each checker gets a test (``tests/test_exercises_<module>.py``): a correct solution,
+  written independently, PASSes; each mistake of its tuple FAILs naming that mistake.
+* Re-export the checker here, and call it in the chapter after a ``my_*`` template, with the
+  solution in a hidden cell below.
+"""
+
+from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
+from bnlib.exercises.equations import (
+    BACKWARD_MISTAKES,
+    FORWARD_MISTAKES,
+    check_batch_norm_backward,
+    check_batch_norm_forward,
+    compare_modules,
+    compare_with_finite_differences,
+    compare_with_torch,
+    finite_difference_gradients,
+    gradient_sums,
+    module_differences,
+    scale_invariance,
+)
+
+__all__ = [
+    "BACKWARD_MISTAKES",
+    "FORWARD_MISTAKES",
+    "Case",
+    "Mistake",
+    "Verdict",
+    "check_answers",
+    "check_batch_norm_backward",
+    "check_batch_norm_forward",
+    "compare_modules",
+    "compare_with_finite_differences",
+    "compare_with_torch",
+    "finite_difference_gradients",
+    "gradient_sums",
+    "module_differences",
+    "scale_invariance",
+]

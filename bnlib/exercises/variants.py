@@ -1,0 +1,3 @@
+"""Checkers for the exercises of chapter 04 (layer, group and instance norm)."""
+
+from __future__ import annotations
