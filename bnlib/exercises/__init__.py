@@ -14,6 +14,7 @@ module                      checks
 ``variants``                chapter 04, layer, group and instance norm
 ``hindi_digits``            chapter 05, the article's network
 ``benefits``                chapter 06, the claimed benefits
+``doctor``                  chapter 08, when batch norm goes wrong
 ``popular``                 the departures from PyTorch found in popular tutorials,
                             as named variants, and the measurements that expose them
 ==========================  ==========================================================
@@ -59,6 +60,11 @@ from bnlib.exercises.equations import (
     module_differences,
     scale_invariance,
 )
+from bnlib.exercises.doctor import (
+    check_mode_table,
+    check_momentum_for_updates,
+    check_recalibration,
+)
 
 __all__ = [
     "BACKWARD_MISTAKES",
@@ -69,6 +75,9 @@ __all__ = [
     "check_answers",
     "check_batch_norm_backward",
     "check_batch_norm_forward",
+    "check_mode_table",
+    "check_momentum_for_updates",
+    "check_recalibration",
     "compare_modules",
     "compare_with_finite_differences",
     "compare_with_torch",

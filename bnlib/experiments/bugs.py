@@ -30,6 +30,7 @@ from bnlib.experiments.inference import train_mode_accuracy
 from bnlib.inference import batch_norm_layers, freeze_batch_norm, recalibrate
 from bnlib.models import row_sequence_net, small_bn_net
 from bnlib.probes import variance_shift
+from bnlib.seeds import summarize
 from bnlib.settings import full_or_quick, show_progress, torch_threads
 from bnlib.updates import (checkpoint_without_updates, scale_momentum, snapshot_statistics,
                            step_unless_skipped)
@@ -586,7 +587,7 @@ LABELS = {"reference": "reference", "sorted": "class-sorted batches",
 
 
 def _mean(values) -> float:
-    return float(sum(values) / len(values))
+    return summarize(values).mean
 
 
 def rows(part: Mapping[str, Any], ways: Sequence[str], keys: Sequence[str]) -> list[dict]:

@@ -12,6 +12,7 @@ import numpy as np
 from bnlib.doctor import SHIFT_THRESHOLD
 from bnlib.experiments.bugs import CORRUPT_SCALE, FREEZINGS, LOW_MOMENTUM, SANITY_PASSES
 from bnlib.prose import comparison, count_of
+from bnlib.seeds import CONVENTION, describe, summarize
 from bnlib.running import momentum_for_updates
 
 __all__ = ["CAUSES", "RECOVERY", "agreement", "blame", "freezing_verdict", "codes_text", "findings", "found_in", "moves", "ordinal",
@@ -101,7 +102,7 @@ def codes_text(codes: Sequence[str]) -> str:
 
 
 def _mean(values) -> float:
-    return float(np.mean(values))
+    return summarize(values).mean
 
 
 def _union(outcomes: Sequence[Mapping[str, Any]], key: str = "codes") -> list[str]:
@@ -117,6 +118,7 @@ def _worse(worse: Mapping[str, Any]) -> dict:
         ev, tm = _mean([r["eval"] for r in runs]), _mean([r["train_mode"] for r in runs])
         shifts = [r["shift"] for r in runs]
         out |= {f"{cause}_eval": ev, f"{cause}_train": tm,
+                f"{cause}_eval_text": describe(summarize([r["eval"] for r in runs]), ".2%"),
                 f"{cause}_recal": _mean([r["recalibrated"] for r in runs]),
                 f"{cause}_gap": tm - ev,
                 f"{cause}_eval_word": comparison(ev, tm, "below", "above", "equal to"),
@@ -211,6 +213,7 @@ def findings(results: Mapping[str, Any]) -> dict:
                            "n_test": chosen["test_images"], "epochs": chosen["epochs"],
                            "finetune_images": chosen["finetune_images"],
                            "truth_agree": agreement(results["truth"]),
+                           "spread_convention": CONVENTION,
                            "truth_rows": len(results["truth"]) // 2}
     out |= _worse(results["worse"]) | _averaged(results["worse"]["averaged"])
     out |= _finetune(results["finetune"]) | _checkpoint(results["checkpoint"])
