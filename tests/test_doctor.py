@@ -362,3 +362,15 @@ def test_chapter08_reproductions_give_their_finding():
     layout = bugs.layout_runs(data, chosen)
     assert layout["as_produced"][0]["codes"] == ["bn1d-normalises-length"]
     assert layout["channels_first"][0]["codes"] == []
+
+
+def test_watch_finds_an_eval_undone_by_model_train():
+    net, data = clean_net()
+    net.train()
+    net[1].eval()  # "frozen" before training, with its parameters still trained
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+    with doctor.watch(net, optimizer) as seen:
+        net.train()  # the training loop's first line undoes it
+        net(data[:16]).sum().backward()
+        optimizer.step()
+    assert codes(seen.report) == {("frozen-but-updating", "1")}

@@ -99,8 +99,8 @@ def _findings(record: Watch, model: nn.Module, trained: set[int],
         if name in was_eval or (bn.weight is not None and not affine_trained(bn, trained)):
             found.append(Finding(
                 "frozen-but-updating", name,
-                "the optimiser does not train this layer (or it was in eval mode when the "
-                f"watch began) but its running statistics were updated {len(updates)} times",
+                "the optimiser does not train this layer (or it was in eval mode, in a model in "
+                f"train mode, when the watch began) but its running statistics were updated {len(updates)} times",
                 "bnlib.inference.freeze_batch_norm(model), which model.train() cannot undo"))
     return found
 
@@ -116,7 +116,8 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[Watch]
     """
     record = Watch()
     layers = [(n, m) for n, m in named_batch_norms(model) if tracks(m)]
-    was_eval = {n for n, m in layers if not m.training}
+    # layers put in eval mode inside a model in train mode: meant to be frozen
+    was_eval = {n for n, m in layers if not m.training and model.training}
     trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
 
     def before(name):
