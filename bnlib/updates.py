@@ -53,7 +53,8 @@ def _updates_undone(module: nn.Module) -> Iterator[None]:
     back on exit. The layers still receive their buffers, so the tensors autograd saves are
     those of a normal forward (checkpointing compares them)."""
     layers = batch_norm_layers(module)
-    kept = [(bn.momentum, None if bn.num_batches_tracked is None else bn.num_batches_tracked.clone())
+    kept = [(bn.momentum,
+             None if bn.num_batches_tracked is None else bn.num_batches_tracked.clone())
             for bn in layers]
     for bn in layers:
         bn.momentum = 0.0

@@ -308,7 +308,8 @@ def book_networks():
         "ch01 BN": train_model(quick_ics["BN"], progress=False)[0],
         "ch01 noisy BN": train_model(quick_ics["noisy BN"], progress=False)[0],
         "ch03 network": train_model(chapter03, progress=False)[0],
-        "ch06 dropout before BN": train_model(regularisation["dropout_before_bn"], progress=False)[0],
+        "ch06 dropout before BN": train_model(regularisation["dropout_before_bn"],
+                                              progress=False)[0],
     }
 
 

@@ -25,5 +25,6 @@ from bnlib.doctor.report import SEVERITIES, Finding, Report
 from bnlib.doctor.shift import MEAN_SHIFT_THRESHOLD, SHIFT_THRESHOLD
 from bnlib.doctor.watch import Watch, watch
 
-__all__ = ["KERAS_MOMENTA", "MAX_BATCHES", "MAX_SAMPLES", "MEAN_SHIFT_THRESHOLD", "SEVERITIES", "SHIFT_THRESHOLD",
+__all__ = ["KERAS_MOMENTA", "MAX_BATCHES", "MAX_SAMPLES", "MEAN_SHIFT_THRESHOLD", "SEVERITIES",
+           "SHIFT_THRESHOLD",
            "Finding", "Report", "Watch", "examine", "watch"]

@@ -32,10 +32,10 @@ MIN_SAMPLES = 32
 
 def check_shift(model: nn.Module, images: Tensor, skip: set[str] = frozenset()) -> list[Finding]:
     """``statistics-shift`` (warning): a BN layer whose running variance lies, by Li et al.'s
-    measure (``bnlib.probes.variance_shift``, on a copy of ``model`` in eval mode), more
-    than ``SHIFT_THRESHOLD`` from its input's variance on ``images``, or whose running mean
-    lies more than ``MEAN_SHIFT_THRESHOLD`` standard deviations from the input's mean. Layers named in
-    ``skip`` (already reported, e.g. non-finite) are left out; fewer than ``MIN_SAMPLES``
+    measure (``bnlib.probes.variance_shift``, on a copy of ``model`` in eval mode), more than
+    ``SHIFT_THRESHOLD`` from its input's variance on ``images``, or whose running mean lies
+    more than ``MEAN_SHIFT_THRESHOLD`` standard deviations from the input's mean. Layers named
+    in ``skip`` (already reported, e.g. non-finite) are left out; fewer than ``MIN_SAMPLES``
     samples give no finding."""
     found = []
     if len(images) < MIN_SAMPLES:

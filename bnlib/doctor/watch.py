@@ -100,7 +100,8 @@ def _findings(record: Watch, model: nn.Module, trained: set[int],
             found.append(Finding(
                 "frozen-but-updating", name,
                 "the optimiser does not train this layer (or it was in eval mode, in a model in "
-                f"train mode, when the watch began) but its running statistics were updated {len(updates)} times",
+                "train mode, when the watch began) but its running statistics were updated "
+                f"{len(updates)} times",
                 "bnlib.inference.freeze_batch_norm(model), which model.train() cannot undo"))
     return found
 

@@ -410,7 +410,8 @@ def checkpoint_runs(data: Mapping[str, Tensor], chosen: Mapping[str, Any]) -> di
     difference from the plain run), ``stats`` (largest running-statistic difference from it),
     ``tracked`` (``num_batches_tracked`` of the first BN layer), ``eval`` (test accuracy); for
     the plain checkpointed run also ``watched`` (the codes of ``bnlib.doctor.watch``)."""
-    x, y = data["x_train"][: chosen["checkpoint_images"]], data["y_train"][: chosen["checkpoint_images"]]
+    n = chosen["checkpoint_images"]
+    x, y = data["x_train"][:n], data["y_train"][:n]
     out: dict[str, list] = {way: [] for way in ("plain", "checkpoint", "momentum", "no_update")}
     for seed in _progress(chosen["seeds"], "checkpointing"):
         models = {way: _seeded(small_bn_net, seed) for way in out}

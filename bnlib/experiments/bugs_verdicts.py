@@ -15,7 +15,8 @@ from bnlib.prose import comparison, count_of
 from bnlib.seeds import CONVENTION, describe, summarize
 from bnlib.running import momentum_for_updates
 
-__all__ = ["CAUSES", "RECOVERY", "agreement", "blame", "freezing_verdict", "codes_text", "findings", "found_in", "moves", "ordinal",
+__all__ = ["CAUSES", "RECOVERY", "agreement", "blame", "codes_text", "findings", "found_in",
+           "freezing_verdict", "moves", "ordinal",
            "strongest_layer"]
 
 #: The runs of "when eval is worse than train", in the chapter's order.
