@@ -239,10 +239,11 @@ def test_small_verdicts_branch_by_branch():
     assert verdicts.ordinal(0) == "first" and verdicts.ordinal(6) == "7th"
     assert verdicts.strongest_layer([[1.0, 3.0, 2.0], [1.0, 2.0, 4.0]]) == "third"
     assert verdicts.strongest_layer([[1.0, 3.0, 2.0], [1.0, 2.0, 2.5]]) == "second"
-    assert verdicts.blame(3.0, 0.5, 0.9) == "the running statistics"
-    assert verdicts.blame(1.1, 0.1, 0.12) == "the weights"
-    assert verdicts.blame(3.0, 0.5, 0.52) == "neither clearly"
-    assert verdicts.blame(1.1, 0.5, 0.9) == "neither clearly"
+    assert verdicts.blame(3.0, 0.5, 0.9) == "the running statistics are to blame"
+    assert verdicts.blame(1.1, 0.1, 0.12) == "the weights are to blame"
+    neither = "neither the statistics nor the weights are clearly to blame"
+    assert verdicts.blame(3.0, 0.5, 0.52) == neither
+    assert verdicts.blame(1.1, 0.5, 0.9) == neither
     assert verdicts.freezing_verdict(0.2, 0.8, 0.9) == "the statistics it kept"
     assert verdicts.freezing_verdict(0.2, 0.2, 0.9) == "the freezing itself"
     assert verdicts.freezing_verdict(0.2, 0.22, 0.24) == "neither clearly"
@@ -295,7 +296,7 @@ def test_findings_of_synthetic_outcomes():
     assert f["sanity_found"] == "in 1 of 2 seeds" and f["sanity_eval"] == pytest.approx(0.7)
     assert f["reference_eval_word"] == "above" and f["reference_clean"] == "in all 2 seeds"
     assert f["sorted_eval_word"] == "equal to" and f["sorted_codes"] == "nothing"
-    assert f["sorted_blame"] == "the weights" and f["sorted_shift_max"] == pytest.approx(1.3)
+    assert f["sorted_blame"] == "the weights are to blame" and f["sorted_shift_max"] == pytest.approx(1.3)
     assert f["old_max"] == pytest.approx(0.1)
     assert f["requires_grad_moves"] == "moved"
     assert f["freeze_batch_norm_moves"] == "stayed exactly where they were"

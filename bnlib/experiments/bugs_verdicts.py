@@ -70,22 +70,22 @@ RECOVERY = 0.05
 
 def blame(largest_shift: float, eval_accuracy: float, recalibrated: float,
           threshold: float = SHIFT_THRESHOLD) -> str:
-    """What an eval-mode accuracy is to blame on, from the largest per-layer shift and what
-    recalibration does: "the running statistics" (shift above ``threshold``, recalibration adds
-    more than :data:`RECOVERY`), "the weights" (shift within it, recalibration adds no more than
-    that), else "neither clearly"."""
+    """Who is to blame for an eval-mode accuracy, from the largest per-layer shift and what
+    recalibration does: the running statistics (shift above ``threshold``, recalibration adds
+    more than ``RECOVERY``), the weights (shift within it, recalibration adds no more than
+    that), else neither clearly."""
     recovers = recalibrated - eval_accuracy > RECOVERY
     if largest_shift > threshold and recovers:
-        return "the running statistics"
+        return "the running statistics are to blame"
     if largest_shift <= threshold and not recovers:
-        return "the weights"
-    return "neither clearly"
+        return "the weights are to blame"
+    return "neither the statistics nor the weights are clearly to blame"
 
 
 def freezing_verdict(frozen: float, recalibrated_frozen: float, unfrozen: float) -> str:
     """What held the frozen network back on the new digits (accuracies as fractions):
     "the statistics it kept" if recalibrating them on the new digits before freezing adds more
-    than :data:`RECOVERY`; else "the freezing itself" if the unfrozen network is ahead of the
+    than ``RECOVERY``; else "the freezing itself" if the unfrozen network is ahead of the
     recalibrated frozen one by more than that; else "neither clearly"."""
     if recalibrated_frozen - frozen > RECOVERY:
         return "the statistics it kept"
