@@ -225,6 +225,8 @@ def test_statistics_distance_and_rows():
     part = {"plain": [{"eval": 0.5, "codes": []}, {"eval": 0.7, "codes": ["x"]}]}
     assert bugs.rows(part, ["plain"], ["eval"]) == [
         {"run": "no checkpointing", "eval": pytest.approx(0.6), "codes": "x"}]
+    single = {"guarded": {"largest": float("inf"), "codes": []}}
+    assert bugs.rows(single, ["guarded"], ["largest"])[0]["largest"] == float("inf")
 
 
 # --------------------------------------------------------------------------- verdicts

@@ -598,8 +598,8 @@ def rows(part: Mapping[str, Any], ways: Sequence[str], keys: Sequence[str]) -> l
     for way in ways:
         runs = part[way] if isinstance(part[way], list) else [part[way]]
         row = {"run": LABELS[way]}
-        for key in keys:
-            row[key] = _mean([r[key] for r in runs])
+        for key in keys:  # one run: its value as it is (an infinite variance included)
+            row[key] = runs[0][key] if len(runs) == 1 else _mean([r[key] for r in runs])
         for key in ("codes", "watched"):
             if key in runs[0]:
                 row[key] = ", ".join(sorted({c for r in runs for c in r[key]})) or "-"
