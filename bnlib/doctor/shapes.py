@@ -15,7 +15,7 @@ __all__ = ["check_shapes"]
 
 def check_shapes(model: nn.Module, inputs: dict[str, LayerInput],
                  last_batch: int | None = None) -> list[Finding]:
-    """For each BN layer in train mode that received an input of shape (N, C, *spatial):
+    """For each BN layer in train mode that received an input of shape ``(N, C, *spatial)``:
 
     ``one-value-per-channel`` (error): N times the spatial size is below 2 ((1, C) or
     (1, C, 1, 1)), for the batch given or for a loader's last batch of ``last_batch`` samples:

@@ -24,7 +24,7 @@ def variance_shift(model: nn.Module, images: Tensor) -> list[dict]:
     every axis but the channels, at test time), ``ratio`` (mean over channels of running / test
     variance) and ``shift`` (mean over channels of max(running/test, test/running), Li et al.'s
     measure: 1 when the two agree) and ``mean_shift`` (mean over channels of
-    |running mean - test mean| / test standard deviation). The model is left in eval mode.
+    ``|running mean - test mean| / test standard deviation``). The model is left in eval mode.
     """
     tracked = {id(m) for m in batch_norm_layers(model)}
     layers = [(name, m) for name, m in model.named_modules() if id(m) in tracked]
