@@ -1,5 +1,6 @@
-"""The benchmarks' recorded results (:func:`bnlib.timing.benchmark_result`) as table rows and
-sentences for the book's pages.
+"""The benchmarks' recorded results (:func:`bnlib.timing.benchmark_result`) as rows, tables
+(:class:`bnlib.tables.Table`, captioned, the machine and notes below) and sentences for the
+book's pages.
 
 Every function takes the parsed JSON, or ``None`` when the benchmark has not been run, and
 never fails on a missing key: a row leaves the cell out, a sentence leaves the clause out.
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bnlib.tables import table
+from bnlib.tables import Table, table
 
 __all__ = ["fold_rows", "fold_table", "layer_rows", "layer_table", "lookup", "machine",
            "training_rows", "training_sentence", "training_table"]
@@ -84,51 +85,52 @@ def training_rows(result: Mapping | None) -> list[dict]:
     }) for name, run in (lookup(result, "one_run") or {}).items()]
 
 
-def _block(title: str, result: Mapping | None, rows: list[dict], formats: dict) -> str:
-    """A title, the machine and a table; or the title and "not measured yet"."""
-
+def _table(title: str, result: Mapping | None, rows: list[dict], formats: dict,
+           notes: tuple[str, ...] = ()) -> Table:
+    """The rows as a :class:`~bnlib.tables.Table` captioned ``title``, with the machine and
+    ``notes`` below; without rows, a note that the benchmark has not been run."""
     if not rows:
-        return f"{title}\nnot measured yet (make bench measures it)."
-    return f"{title}\n({machine(result)})\n{table(rows, formats)}"
+        return table(rows, formats, caption=title,
+                     notes=["not measured yet (make bench measures it)."])
+    return table(rows, formats, caption=title, notes=[f"Measured on {machine(result)}.", *notes])
 
 
-def layer_table(result: Mapping | None) -> str:
-    """:func:`layer_rows` as a narrow text table with its title and machine."""
+def layer_table(result: Mapping | None) -> Table:
+    """:func:`layer_rows` as a table with its title and machine."""
     formats = {"threads": "d", "shape": "", "torch ms": ".2f", "bnlib/torch": ".2f",
                "NumPy/torch": ".1f"}
-    return _block("BatchNorm2d forward and backward, float32, training mode", result,
+    return _table("BatchNorm2d forward and backward, float32, training mode", result,
                   layer_rows(result), formats)
 
 
-def fold_table(result: Mapping | None) -> str:
-    """:func:`fold_rows` as a narrow text table with its title and machine."""
+def fold_table(result: Mapping | None) -> Table:
+    """:func:`fold_rows` as a table with its title and machine."""
     formats = {"batch": "d", "BN ms": ".2f", "folded ms": ".2f", "speed-up": ".2f"}
     threads = lookup(result, "threads")
     title = "Inference with BN folded into the convolutions" + (
         f", {threads} thread(s)" if threads else "")
-    return _block(title, result, fold_rows(result), formats)
+    return _table(title, result, fold_rows(result), formats)
 
 
-def training_table(result: Mapping | None) -> str:
-    """:func:`training_rows` as a narrow text table, with the matrix-product peak and the whole
-    comparison when they were recorded."""
+def training_table(result: Mapping | None) -> Table:
+    """:func:`training_rows` as a table, with the matrix-product peak and the whole comparison
+    below it when they were recorded."""
     formats = {"model": "", "plain img/s": ",.0f", "bnlib img/s": ",.0f", "speed-up": ".2f",
                "plain of peak": ".0%", "bnlib of peak": ".0%"}
     rows = training_rows(result)
-    text = _block("Training the article's network on one core: a plain loop and bnlib",
-                  result, rows, formats)
+    notes = []
     peak = lookup(result, "matmul_gflops_one_thread")
-    if rows and peak:
-        text += f"\npeak: a 2048x2048 matrix product at {peak:.0f} GFLOP/s on one core"
-    if rows:
-        text += ("\nspeed-up: the median over rounds of each round's ratio (not the ratio of"
-                 "\nthe median rates)")
+    if peak:
+        notes.append(f"Peak: a 2048x2048 matrix product at {peak:.0f} GFLOP/s on one core.")
+    notes.append("Speed-up: the median over rounds of each round's ratio (not the ratio of "
+                 "the median rates).")
     comparison = lookup(result, "comparison") or {}
     if comparison.get("speedup") and comparison.get("runs"):
-        text += (f"\n{comparison['runs']} runs over worker processes: "
-                 f"{comparison['speedup']:.2f}x as fast as the plain loop running them"
-                 f"\none after another on {comparison.get('plain_threads', 'all')} threads")
-    return text
+        notes.append(f"{comparison['runs']} runs over worker processes: "
+                     f"{comparison['speedup']:.2f}x as fast as the plain loop running them "
+                     f"one after another on {comparison.get('plain_threads', 'all')} threads.")
+    return _table("Training the article's network on one core: a plain loop and bnlib",
+                  result, rows, formats, tuple(notes))
 
 
 def training_sentence(result: Mapping | None, model: str = "with_bn") -> str:

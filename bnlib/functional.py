@@ -317,13 +317,28 @@ def instance_norm(
     return y
 
 
-def _same_memory_format(y: Tensor, like: Tensor) -> Tensor:
-    """``y`` in ``like``'s memory format (channels-last stays channels-last), as torch's kernels
-    that allocate their output like their input."""
-    if like.is_contiguous() or like.dim() not in (4, 5):
-        return y
-    layout = torch.channels_last if like.dim() == 4 else torch.channels_last_3d
-    return y.contiguous(memory_format=layout) if like.is_contiguous(memory_format=layout) else y
+def _channels_last_layout(x: Tensor) -> torch.memory_format | None:
+    """``torch.channels_last`` (4D) or ``torch.channels_last_3d`` (5D) when ``x`` is laid out so
+    and not also plainly contiguous; otherwise None."""
+    layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    if layout is None or x.is_contiguous() or not x.is_contiguous(memory_format=layout):
+        return None
+    return layout
+
+
+class _GradientInLayout(torch.autograd.Function):
+    """The identity, whose gradient is handed back in the memory format ``layout``: a reshape
+    that copies a channels-last input returns a contiguous gradient, where torch's kernels
+    return one in the input's layout."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, layout: torch.memory_format) -> Tensor:
+        ctx.layout = layout
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad.contiguous(memory_format=ctx.layout), None
 
 
 def group_norm(
@@ -331,11 +346,16 @@ def group_norm(
 ) -> Tensor:
     """Group norm of ``x`` ``(N, C, *)``: the channels split into ``num_groups`` groups, statistics
     per (sample, group), as batch norm of the ``(1, N * groups, -1)`` view; then the per-channel
-    affine step. The output keeps the input's memory format."""
+    affine step. The output, and the gradient of ``x``, keep the input's memory format (a
+    channels-last input gets both channels last, as from torch's kernels)."""
+    layout = _channels_last_layout(x)
+    if layout is not None:
+        x = _GradientInLayout.apply(x, layout)
     n = x.shape[0]
     grouped = x.reshape(1, n * num_groups, math.prod(x.shape[1:]) // num_groups)
     y, _, _ = batch_norm_train(grouped, None, None, eps)
-    return _same_memory_format(_affine(y.view(x.shape), weight, bias), x)
+    y = _affine(y.view(x.shape), weight, bias)
+    return y if layout is None else y.contiguous(memory_format=layout)
 
 
 def layer_norm(

@@ -6,7 +6,9 @@ preceding convolution or linear layer (:func:`fold_batch_norm`, :func:`fold_all`
 
 Its running statistics are exponential averages collected while the weights were still moving.
 :func:`recalibrate` ("precise BN") replaces them by the exact statistics of a data set, computed
-with the trained weights.
+with the trained weights. Those are the pooled mean and unbiased variance of all the values a
+channel takes over the data set, not Ioffe & Szegedy's Algorithm 2 estimate m/(m-1)
+E_B[sigma_B^2] (an average of per-batch variances, each around its own batch's mean).
 
 Two more things a deployed or fine-tuned network needs: :func:`predict_in_train_mode` runs a
 network in train mode batch by batch, as the classic bug (a forgotten ``model.eval()``) does;

@@ -3,7 +3,29 @@ a sentence of the book needs, and each branch is tested with a synthetic outcome
 
 from __future__ import annotations
 
-__all__ = ["comparison", "count_of"]
+import math
+
+__all__ = ["comparison", "count_of", "number"]
+
+
+def number(value: float, spec: str = "") -> str:
+    """``format(value, spec)``, except that a number that rounds to zero prints without a sign.
+
+    ``number(-0.04, "+.1f")`` is ``"0.0"`` (not ``"-0.0"``), ``number(0.0, "+.1f")`` is ``"0.0"``
+    (not ``"+0.0"``), ``number(1.25, "+.1f")`` is ``"+1.2"`` and ``number(-0.3, ".0%")`` is
+    ``"-30%"``; NaN prints as ``"nan"`` whatever the sign option, infinities keep their sign.
+    Every signed difference the book prints goes through here (a spec with ``"+"``), and so does
+    every number in a :func:`bnlib.tables.table`. ``spec`` is a format spec without a width.
+    """
+    text = format(value, spec)
+    if math.isnan(value):
+        return text.lstrip("+- ")
+    if math.isinf(value):
+        return text
+    mantissa = text.lower().split("e")[0]
+    if text[:1] in "+- " and not any(digit in mantissa for digit in "123456789"):
+        return text[1:]
+    return text
 
 
 def comparison(a: float, b: float, less: str = "smaller", more: str = "larger",

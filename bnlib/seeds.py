@@ -19,6 +19,8 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from bnlib.prose import number
+
 __all__ = ["CONVENTION", "SeedSummary", "describe", "summarize", "tolerance"]
 
 #: How the pages name the spread they show.
@@ -68,6 +70,7 @@ def tolerance(*summaries: SeedSummary) -> float:
 
 def describe(summary: SeedSummary, spec: str = ".1%") -> str:
     """``"98.7% ± 0.2% (5 seeds)"``, or ``"98.7% (one seed)"``; ``spec`` formats both numbers."""
+    mean, sd = number(summary.mean, spec), number(summary.sd, spec)  # no "-0.0%"
     if summary.n == 1:
-        return f"{summary.mean:{spec}} (one seed)"
-    return f"{summary.mean:{spec}} ± {summary.sd:{spec}} ({summary.n} seeds)"
+        return f"{mean} (one seed)"
+    return f"{mean} ± {sd} ({summary.n} seeds)"

@@ -23,8 +23,12 @@ place it inside a MyST ``{table}`` directive::
 from __future__ import annotations
 
 import html
+import numbers
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from bnlib.prose import number
 
 __all__ = ["Table", "glue_table", "table"]
 
@@ -36,11 +40,19 @@ class Table:
         header: the column titles, in order.
         cells: one list of formatted strings per row ("" where a row has no value).
         numeric: per column, whether every non-empty cell reads as a number (right-aligned).
+        caption: a title shown above the table ("" for none).
+        notes: sentences shown below it, one paragraph each.
+
+    The caption and notes belong to a table shown as a cell's value; the Markdown form leaves
+    them out (a numbered table's caption is its ``{table}`` directive's).
     """
 
-    def __init__(self, header: Sequence[str], cells: Sequence[Sequence[str]]):
+    def __init__(self, header: Sequence[str], cells: Sequence[Sequence[str]],
+                 caption: str = "", notes: Sequence[str] = ()):
         self.header = list(header)
         self.cells = [list(row) for row in cells]
+        self.caption = caption
+        self.notes = list(notes)
         if any(len(row) != len(self.header) for row in self.cells):
             raise ValueError(f"every row needs {len(self.header)} cells, one per column")
         columns = [[row[i] for row in self.cells if row[i]] for i in range(len(self.header))]
@@ -58,8 +70,11 @@ class Table:
             "<tr>" + "".join(cell("td", c, n) for c, n in zip(row, self.numeric)) + "</tr>"
             for row in self.cells
         )
-        return (f'<table class="bnlib-table"><thead><tr>{head}</tr></thead>'
-                f"<tbody>{body}</tbody></table>")
+        caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
+        notes = "".join(f'<p class="bnlib-table-note">{html.escape(note)}</p>'
+                        for note in self.notes)
+        return (f'<table class="bnlib-table">{caption}<thead><tr>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table>{notes}")
 
     def markdown(self) -> Any:
         """The table as a Markdown pipe table (an ``IPython.display.Markdown``), for ``glue``."""
@@ -77,7 +92,8 @@ class Table:
         return "\n".join([row(self.header), rule, *(row(r) for r in self.cells)])
 
     def __str__(self) -> str:
-        """Plain text, columns separated by two spaces, numbers right-aligned."""
+        """Plain text: the caption, the columns separated by two spaces (numbers
+        right-aligned), then the notes wrapped at 79 characters."""
         widths = [max([len(h), *(len(row[i]) for row in self.cells)])
                   for i, h in enumerate(self.header)]
 
@@ -86,7 +102,9 @@ class Table:
                 v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, self.numeric)
             ).rstrip()
 
-        return "\n".join([line(self.header), *(line(r) for r in self.cells)])
+        notes = [textwrap.fill(note, 79) for note in self.notes]
+        caption = [self.caption] if self.caption else []
+        return "\n".join([*caption, line(self.header), *(line(r) for r in self.cells), *notes])
 
     __repr__ = __str__
 
@@ -95,18 +113,30 @@ def table(
     rows: Sequence[Mapping[str, Any]],
     formats: Mapping[str, str],
     headers: Mapping[str, str] | None = None,
+    caption: str = "",
+    notes: Sequence[str] = (),
 ) -> Table:
     """A :class:`Table` of ``rows`` with the columns of ``formats`` (column -> format spec).
 
     Args:
         rows: one mapping per row; a row without a column shows an empty cell.
-        formats: column key -> format spec (``".2%"``, ``"d"``, ``""`` for ``str()``), in order.
+        formats: column key -> format spec (``".2%"``, ``"d"``, ``""`` for ``str()``), in order;
+            a number that rounds to zero shows no sign (:func:`bnlib.prose.number`).
         headers: column key -> title shown (default: the key, ``_`` as spaces).
+        caption, notes: a title above the table and sentences below it (:class:`Table`).
     """
     headers = dict(headers or {})
     header = [headers.get(c, c.replace("_", " ")) for c in formats]
-    cells = [[format(row[c], f) if c in row else "" for c, f in formats.items()] for row in rows]
-    return Table(header, cells)
+    cells = [[_cell(row[c], f) if c in row else "" for c, f in formats.items()] for row in rows]
+    return Table(header, cells, caption=caption, notes=notes)
+
+
+def _cell(value: Any, spec: str) -> str:
+    """A number through :func:`bnlib.prose.number` (a rounded zero has no sign); anything else
+    through ``format``."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return number(value, spec)
+    return format(value, spec)
 
 
 def glue_table(name: str, rows: Table | str) -> None:

@@ -49,7 +49,7 @@ def test_rows_leave_missing_cells_out():
     rows = report.training_rows(SPEED)
     assert rows == [{"model": "with_bn", "plain img/s": 600.0, "bnlib img/s": 900.0,
                      "speed-up": 1.5, "plain of peak": 0.31, "bnlib of peak": 0.46}]
-    text = report.training_table(SPEED)
+    text = str(report.training_table(SPEED))
     assert "110 GFLOP/s" in text and "4 runs over worker processes: 0.80x as fast" in text
     assert report.training_rows({"one_run": {"with_bn": {}}}) == [{"model": "with_bn"}]
     assert report.layer_rows({"results": [{"threads": 1, "shape": [32, 16, 8, 8]}]}) == [
@@ -59,8 +59,19 @@ def test_rows_leave_missing_cells_out():
     for rows in (report.layer_rows, report.fold_rows, report.training_rows):
         assert rows(None) == []
     for render in (report.layer_table, report.fold_table, report.training_table):
-        assert render(None).endswith("not measured yet (make bench measures it).")
-        assert "\n" in render(None)
+        empty = render(None)
+        assert empty.cells == [] and empty.caption
+        assert empty.notes == ["not measured yet (make bench measures it)."]
+
+
+def test_tables_say_the_machine_below_the_rows():
+    layers = {"torch": "2.13", "results": [{"threads": 1, "shape": [32, 16, 8, 8],
+                                            "torch_ms": 1.0, "bnlib_over_torch": 1.25}]}
+    t = report.layer_table(layers)
+    assert t.caption.startswith("BatchNorm2d forward and backward")
+    assert t.header == ["threads", "shape", "torch ms", "bnlib/torch", "NumPy/torch"]
+    assert t.cells == [["1", "32x16x8x8", "1.00", "1.25", ""]]
+    assert t.notes == ["Measured on torch 2.13."]
 
 
 def test_machine():
@@ -77,6 +88,9 @@ def test_the_recorded_results_render(name):
     result = benchmark_result(name)
     for render in (report.layer_table, report.fold_table, report.training_table,
                    report.training_sentence):
-        text = render(result)
+        text = str(render(result))
         assert max(len(line) for line in text.splitlines()) <= 79 or render is (
             report.training_sentence)
+    for render in (report.layer_table, report.fold_table, report.training_table):
+        page = render(result)._repr_html_()  # what the API page shows
+        assert page.startswith('<table class="bnlib-table"><caption>')

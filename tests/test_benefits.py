@@ -6,6 +6,7 @@ variance shift is checked against the closed form of Li et al. (2019) for dropou
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -16,7 +17,10 @@ from torch import nn
 from bnlib import models
 from bnlib.experiments import benefits, plain
 from bnlib.experiments import benefits_verdicts as v
-from bnlib.probes import VarianceShiftProbe, variance_shift
+from bnlib.probes import (
+    DropoutVarianceProbe, VarianceShiftProbe, dropout_variance, dropout_variance_ratio,
+    variance_shift,
+)
 from bnlib.training import EpochRecord, History, RunConfig
 
 HOLDS, CONDITION, NOT_HERE = v.VERDICTS
@@ -150,16 +154,24 @@ def test_steps_to():
     assert v.steps_to([0, 10, 20], [0.1, 0.6, 0.85], 0.9) is None
 
 
-@pytest.mark.parametrize("args,verdict", [
-    ((1.0, 0.1, False), HOLDS),
-    ((1.0, 0.1, True), CONDITION),
-    ((0.1, 0.1, False), NOT_HERE),        # tie
-    ((0.03, 0.1, False), NOT_HERE),
-    ((None, 0.1, False), NOT_HERE),
-    ((0.1, None, True), CONDITION),       # only BN trains at all
+# Synthetic sweeps: rate -> final test accuracy per seed (0.9 trains, 0.1 does not).
+OK, BAD = [0.9, 0.9], [0.1, 0.9]
+
+
+@pytest.mark.parametrize("bn,plain,verdict", [
+    ({0.01: OK, 0.1: OK, 1.0: OK}, {0.01: OK, 0.1: OK, 1.0: BAD}, HOLDS),
+    # BN's largest is larger, but it fails above it: not "at every rate"
+    ({0.01: OK, 0.1: OK, 1.0: BAD}, {0.01: OK, 0.1: BAD, 1.0: BAD}, CONDITION),
+    # fails below its largest rate only: the rule as written counts every rate of the sweep
+    ({0.01: BAD, 0.1: OK, 1.0: OK}, {0.01: OK, 0.1: BAD, 1.0: BAD}, CONDITION),
+    ({0.01: OK, 0.1: OK, 1.0: BAD}, {0.01: OK, 0.1: OK, 1.0: BAD}, NOT_HERE),   # a tie
+    ({0.01: OK, 0.1: BAD, 1.0: BAD}, {0.01: OK, 0.1: OK, 1.0: BAD}, NOT_HERE),  # smaller
+    ({0.01: BAD, 0.1: BAD}, {0.01: OK, 0.1: BAD}, NOT_HERE),                     # BN never trains
+    ({0.01: OK, 0.1: OK}, {0.01: BAD, 0.1: BAD}, HOLDS),                         # only BN trains
+    ({0.01: OK, 0.1: BAD}, {0.01: BAD, 0.1: BAD}, CONDITION),
 ])
-def test_learning_rate_verdict(args, verdict):
-    assert v.learning_rate_verdict(*args) == verdict
+def test_learning_rate_verdict(bn, plain, verdict):
+    assert v.learning_rate_verdict(bn, plain) == verdict
 
 
 @pytest.mark.parametrize("args,verdict", [
@@ -182,12 +194,36 @@ def test_init_verdict(args, verdict):
     assert v.init_verdict(*args) == verdict
 
 
-@pytest.mark.parametrize("args,verdict", [
-    ((24, 6, 24), HOLDS), ((12, 6, 24), CONDITION), ((24, None, 24), HOLDS),
-    ((12, 12, 24), NOT_HERE), ((None, 6, 24), NOT_HERE), ((6, 12, 24), NOT_HERE),
+@pytest.mark.parametrize("bn,plain,verdict", [
+    ({3: OK, 6: OK, 12: OK}, {3: OK, 6: BAD, 12: BAD}, HOLDS),
+    ({3: OK, 6: OK, 12: BAD}, {3: OK, 6: BAD, 12: BAD}, CONDITION),
+    # deepest trains but a shallower depth does not: not "at every depth tried"
+    ({3: BAD, 6: OK, 12: OK}, {3: OK, 6: BAD, 12: BAD}, CONDITION),
+    ({3: OK, 6: OK, 12: OK}, {3: BAD, 6: BAD, 12: BAD}, HOLDS),     # the plain stack never trains
+    ({3: OK, 6: BAD, 12: BAD}, {3: OK, 6: BAD, 12: BAD}, NOT_HERE),  # a tie
+    ({3: BAD, 6: BAD, 12: BAD}, {3: OK, 6: BAD, 12: BAD}, NOT_HERE),
+    ({3: OK, 6: BAD, 12: BAD}, {3: OK, 6: OK, 12: BAD}, NOT_HERE),
 ])
-def test_depth_verdict(args, verdict):
-    assert v.depth_verdict(*args) == verdict
+def test_depth_verdict(bn, plain, verdict):
+    assert v.depth_verdict(bn, plain) == verdict
+
+
+def test_deepest_trainable():
+    assert v.deepest_trainable({3: OK, 6: BAD, 12: OK}) == 12
+    assert v.deepest_trainable({3: BAD}) is None
+
+
+def test_dropout_variance_ratio_against_sampling():
+    """The closed form against dropout applied to samples: a zero-mean unit gives 1/keep; a
+    ReLU of a unit Gaussian (mean 1/sqrt(2 pi), variance 1/2 - 1/(2 pi)) about 2.47."""
+    assert dropout_variance_ratio(0.5, 0.0, 1.0) == pytest.approx(2.0)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(2_000_000, generator=generator, dtype=torch.float64))
+    kept = torch.rand(x.shape, generator=generator, dtype=torch.float64) < 0.5
+    measured = float((x * kept / 0.5).var() / x.var())
+    predicted = dropout_variance_ratio(0.5, 1 / math.sqrt(2 * math.pi), 0.5 - 1 / (2 * math.pi))
+    assert predicted == pytest.approx(2.467, abs=1e-3)
+    assert measured == pytest.approx(predicted, rel=0.01)  # sampling error ~0.2% at 2e6
 
 
 @pytest.mark.parametrize("args,verdict", [
@@ -235,7 +271,8 @@ TINY = dataclasses.replace(benefits.QUICK, seeds=(0, 1), sweep_rates=(0.001, 0.1
 
 
 def synthetic_results(bn_accuracy: float = 0.95) -> benefits.Results:
-    """Results as if measured: BN trains everywhere and faster, the plain net fails at 1.0."""
+    """Results as if measured: BN trains from 0.1 up (not at 0.001) and faster, the plain net
+    fails at 1.0."""
     steps = [0, 10, 20, 30]
     curve = {True: [0.1, 0.5, 0.92, 0.95], False: [0.1, 0.3, 0.6, 0.91]}
     sweep = {n: {lr: {"accuracy": [acc, acc], "diverged": [acc < 0.2] * 2, "steps": steps,
@@ -244,7 +281,7 @@ def synthetic_results(bn_accuracy: float = 0.95) -> benefits.Results:
                  for lr, acc in zip(TINY.sweep_rates,
                                     (0.3, 0.9, bn_accuracy if n == "with_bn" else 0.1))}
              for n in benefits.NETWORKS}
-    return benefits.Results(
+    results = benefits.Results(
         setting=TINY, sweep=sweep,
         init={"with_bn": {0.1: [0.9, 0.9], 1.0: [0.95, 0.94]},
               "without_bn": {0.1: [0.1, 0.1], 1.0: [0.9, 0.92]}},
@@ -267,7 +304,12 @@ def synthetic_results(bn_accuracy: float = 0.95) -> benefits.Results:
         cost={"train_ms": {"without_bn": 3.0, "with_bn": 4.0},
               "inference_ms": {"without_bn": 10.0, "with_bn": 13.0},
               "folded_ms": {"without_bn": 10.0, "folded": 10.1},
-              "batch_size": 32, "inference_batch": 256})
+              "batch_size": 32, "inference_batch": 256},
+        confirmation={}, cost_confirmation={})
+    results.regularisation["dropout_before_bn"]["behind_dropout"] = [
+        [{"measured": 2.4, "predicted": 2.5}, {"measured": 2.2, "predicted": 2.3}]] * 2
+    return dataclasses.replace(results, confirmation=copy.deepcopy(results.regularisation),
+                               cost_confirmation=copy.deepcopy(results.cost))
 
 
 def test_findings_of_a_synthetic_outcome():
@@ -276,7 +318,8 @@ def test_findings_of_a_synthetic_outcome():
     assert f["fails_at_plain"] == "1" and f["fails_at_bn"] == "none"
     assert f["divergence_plain"] == "first fails at rate 1"
     assert f["divergence_bn"] == "still trains at the largest rate of the sweep"
-    assert f["verdict_lr"] == HOLDS
+    # BN's 0.3 at the smallest rate is below "trains": the rule counts every rate of the sweep
+    assert f["verdict_lr"] == CONDITION
     assert f["steps_tuned_bn"] == "20" and f["steps_tuned_plain"] == "30"
     assert f["steps_article_bn"] == "20"
     assert f["verdict_speed"] == HOLDS and f["tuned_word"] == "needs fewer steps than"
@@ -292,6 +335,12 @@ def test_findings_of_a_synthetic_outcome():
     assert f["shift_dropout_before_bn"] == pytest.approx(1.7)
     assert f["verdict_dropout"] == HOLDS
     assert f["train_share"] == pytest.approx(0.25) and f["verdict_cost"] == CONDITION
+    assert f["gap_points_plain"] == pytest.approx(9.0)  # 0.99 - 0.90: nine percentage points
+    assert f["behind_measured"] == pytest.approx(2.3)
+    assert f["behind_predicted"] == pytest.approx(2.4)
+    assert f["dropout_ratio_centred"] == pytest.approx(2.0)
+    assert f["verdict_regularisation_fresh"] == HOLDS and f["verdict_cost_fresh"] == CONDITION
+    assert f["confirmed_regularisation"] == "gives the same verdict"
     assert all(f[k] in v.VERDICTS for k in f if k.startswith("verdict_"))
     for value in f.values():
         plain(value)  # every finding can be glued
@@ -309,7 +358,9 @@ def test_findings_when_nothing_trains_without_bn():
     f = benefits.findings(r)
     assert f["largest_lr_plain"] == "none"
     assert f["divergence_plain"] == "trains at no rate of the sweep"
-    assert f["verdict_lr"] == HOLDS
+    assert f["verdict_lr"] == CONDITION  # BN does not train at 0.001 either
+    r.sweep["with_bn"][0.001]["accuracy"] = [0.9, 0.9]
+    assert benefits.findings(r)["verdict_lr"] == HOLDS
 
 
 def test_findings_when_a_seed_misses_the_target_or_the_rate_is_missing():
@@ -359,7 +410,7 @@ def test_summarise_groups_runs_by_network_and_setting():
                                      probes={"variance_shift": {"layers": [
                                          {"shift": 1.5, "ratio": 1.5}]}})
                         for c in runs] for part, runs in parts.items()}
-    r = benefits.summarise(TINY, histories, gradients={}, cost={})
+    r = benefits.summarise(TINY, histories, gradients={}, cost={}, cost_confirmation={})
     assert set(r.sweep["with_bn"]) == {0.001, 0.1, 1.0}
     assert r.sweep["with_bn"][1.0]["diverged"] == [True, True]
     assert r.sweep["without_bn"][0.1]["steps"] == [0, 8]
@@ -368,6 +419,14 @@ def test_summarise_groups_runs_by_network_and_setting():
     assert set(r.depth["with_bn"]) == {3, 6}
     assert set(r.regularisation) == set(benefits.VARIANTS)
     assert r.regularisation["dropout_before_bn"]["shift"] == [[1.5], [1.5]]
+    assert set(r.confirmation) == set(benefits.VARIANTS)
+    assert len(r.confirmation["bn"]["test"]) == len(TINY.confirmation_seeds)
+
+
+def test_confirmation_seeds_are_fresh():
+    for s in (benefits.FULL, benefits.QUICK):
+        assert len(s.confirmation_seeds) >= 2 and not set(s.confirmation_seeds) & set(s.seeds)
+    assert len(benefits.FULL.confirmation_seeds) >= 3
 
 
 def test_full_setting_fits_its_budget_and_quick_is_small():
@@ -448,3 +507,54 @@ def test_regularisation_needs_a_gap_difference_beyond_the_seeds_spread():
     assert f["gap_sd_plain"] == pytest.approx(0.1 / math.sqrt(2))
     assert f["gap_plain"] - f["gap_bn"] == pytest.approx(0.05)
     assert f["verdict_regularisation"] == NOT_HERE
+
+
+@pytest.mark.parametrize("original, fresh, text", [
+    (HOLDS, HOLDS, "gives the same verdict"),
+    (HOLDS, CONDITION, "gives a different verdict, *holds with a condition*"),
+])
+def test_confirmation_text_every_branch(original, fresh, text):
+    assert v.confirmation_text(original, fresh) == text
+
+
+def test_findings_when_the_fresh_seeds_disagree():
+    r = synthetic_results()
+    r.confirmation["bn"]["test"] = [0.85, 0.85]  # BN's gap on the fresh seeds: 14 points
+    f = benefits.findings(r)
+    assert f["verdict_regularisation"] == HOLDS and f["verdict_regularisation_fresh"] == NOT_HERE
+    assert f["confirmed_regularisation"] == "gives a different verdict, *does not hold here*"
+
+
+def test_dropout_variance_against_a_hand_computation():
+    """A network that is only dropout (p = 0.5) on inputs of channel means 0 and 3, variances 1
+    and 4: the measured ratio is the variance of the dropped input over the undropped one,
+    computed here with the same mask; the prediction the closed form per channel."""
+    model = nn.Sequential(nn.Dropout(0.5))
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(4000, 2, 2, 2, generator=generator) * torch.tensor([1.0, 2.0]).view(1, 2, 1, 1)
+    x = x + torch.tensor([0.0, 3.0]).view(1, 2, 1, 1)
+    [layer] = dropout_variance(model, x, seed=7)
+    xd = x.double()
+    mask = torch.rand(xd.shape, generator=torch.Generator().manual_seed(7), dtype=xd.dtype) < 0.5
+    dropped = xd * mask / 0.5
+    axes = [0, 2, 3]
+    ratio = dropped.var(dim=axes, unbiased=False) / xd.var(dim=axes, unbiased=False)
+    expected = float(ratio.mean())
+    assert layer["measured"] == pytest.approx(expected, rel=1e-12)
+    mean, var = xd.mean(dim=axes), xd.var(dim=axes, unbiased=False)
+    assert layer["predicted"] == pytest.approx(float((2 * (1 + 0.5 * mean ** 2 / var)).mean()))
+    # about (2 + 2 (1 + 0.5 * 9 / 4)) / 2 = 3.125; the sample agrees within its noise
+    assert layer["predicted"] == pytest.approx(3.125, rel=0.02)
+    assert layer["measured"] == pytest.approx(layer["predicted"], rel=0.05)
+    assert not model.training and layer["channels"] == 2
+
+
+def test_dropout_variance_probe_measures_at_the_last_step():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Dropout(0.5))
+    images = torch.rand(16, 1, 8, 8)
+    probe = DropoutVarianceProbe(images, at_step=2)
+    probe.start(model)
+    probe.after_step(1, model, images, None)
+    assert probe.result()["layers"] == []
+    probe.after_step(2, model, images, None)
+    assert probe.result()["step"] == 2 and len(probe.result()["layers"]) == 1

@@ -95,3 +95,10 @@ def test_bibliography_page_lists_only_cited_works():
     # Without options sphinxcontrib-bibtex lists the entries cited anywhere in the book.
     for option in (":all:", ":notcited:", ":filter:"):
         assert option not in options
+
+
+def test_every_entry_is_cited():
+    """An entry nothing cites would sit in references.bib unchecked (the page lists cited works
+    only): each key is cited by a chapter."""
+    uncited = sorted(set(entries()) - set(book_citations()))
+    assert not uncited, f"in references.bib but cited by no chapter: {uncited}"

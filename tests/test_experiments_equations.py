@@ -45,7 +45,7 @@ def test_random_upstream_draws_dy_then_gamma_then_beta():
 
 def test_findings_hold_every_number_the_chapter_glues_and_obey_the_algebra():
     torch.manual_seed(0)
-    digits = torch.rand(64, 1, 32, 32)
+    digits = torch.rand(128, 1, 32, 32)
     conv = torch.nn.Conv2d(1, 16, kernel_size=3, padding=1)
     f = equations.findings(digits, conv)
     glued = set(re.findall(r"\{glue:text\}`([A-Za-z0-9_]+)", CHAPTER.read_text()))
@@ -56,4 +56,16 @@ def test_findings_hold_every_number_the_chapter_glues_and_obey_the_algebra():
     assert f["sum_free"] > 1e-3           # a random gradient is neither
     assert f["gap_biased"] < 1e-10 < f["gap_unbiased"]
     assert f["one_y_gap"] < 1e-12 and f["identity_gap"] < 1e-10
+    assert f["identity_gap_other"] > 1e-4  # another batch, other statistics: not restored
     assert f["fd_max"] < 1e-6 and f["torch_max"] < 1e-10
+
+
+def test_identity_gaps_restore_one_batch_only():
+    """Hand case: a second batch equal to the first plus 1 has the same variance and its mean
+    moved by 1; BN in training mode removes the move, so gamma and beta set to the first
+    batch's statistics return the first batch, 1 below the second."""
+    rng = np.random.default_rng(0)
+    batch = rng.normal(2.0, 3.0, size=(8, 3, 4, 4))
+    same, other = equations.identity_gaps(batch, batch + 1.0)
+    assert same < 1e-12
+    assert other == pytest.approx(1.0, abs=1e-9)

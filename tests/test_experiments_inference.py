@@ -193,6 +193,10 @@ def test_findings_numbers_and_the_remaining_words():
     f = E.findings(_synthetic_results(0.95, 0.9, 0.9))
     assert f["mode_word_4"] == "lower" and f["mode_gap_4"] == pytest.approx(0.1)
     assert f["mode_word_32"] == "equal" and f["mode_gap_32"] == 0.0
+    assert f["mode_gap_points_4"] == pytest.approx(10.0)  # 0.9 - 0.8: ten percentage points
+    assert f["mode_gap_trend"] == "larger"                 # 0.1 at batch 4, 0 at batch 32
+    assert f["gap_trend"] == "falls"
+    assert f["precise_effect"] == "helped on one measure and not on the other"  # same accuracy
     assert f["best_momentum"] == "0.01" and f["channel"] == 3
     assert f["train_images"] == 100 and f["precise_loss_word"] == "lower"
     assert f["gap_slope"] == pytest.approx(-0.5)
@@ -209,3 +213,42 @@ def test_findings_numbers_and_the_remaining_words():
 @pytest.mark.parametrize("unfrozen, word", [(0.3, "fell to"), (0.96, "rose to"), (0.95, "stayed at")])
 def test_findings_unfrozen_word_every_branch(unfrozen, word):
     assert E.findings(_synthetic_results(0.95, 0.9, 0.9, unfrozen))["unfrozen_word"] == word
+
+
+@pytest.mark.parametrize("accuracy, loss, effect", [
+    (0.96, 0.20, "helped on both measures"),
+    (0.94, 0.30, "did worse than the running averages on both measures"),
+    (0.96, 0.30, "helped on one measure and not on the other"),
+    (0.94, 0.20, "helped on one measure and not on the other"),
+    (0.95, 0.25, "changed neither measure"),
+    (0.95, 0.20, "helped on one measure and not on the other"),
+])
+def test_precise_effect_every_branch(accuracy, loss, effect):
+    """Against running averages of 95% accuracy and 0.25 nats."""
+    assert E.precise_effect(accuracy, 0.95, loss, 0.25) == effect
+
+
+@pytest.mark.parametrize("slope, word", [(-0.5, "falls"), (0.1, "grows"), (0.0, "stays flat")])
+def test_trend_word_every_branch(slope, word):
+    assert E.trend_word(slope) == word
+
+
+@pytest.mark.parametrize("eval_4, eval_32, trend", [
+    (0.8, 0.9, "larger"),    # gaps 0.1 at batch 4, 0 at 32
+    (0.9, 0.8, "smaller"),   # gaps 0 at 4, 0.1 at 32
+    (0.25, 0.75, "the same"),  # 0.25 at both against train mode 0.5, exact in binary
+])
+def test_mode_gap_trend_every_branch(eval_4, eval_32, trend):
+    r = _synthetic_results(0.95, 0.9, 0.9)
+    train = 0.5 if trend == "the same" else 0.9
+    r["mode_rows"] = [{"batch_size": 4, "train_mode_accuracy": train, "eval_mode_accuracy": eval_4},
+                      {"batch_size": 32, "train_mode_accuracy": train,
+                       "eval_mode_accuracy": eval_32}]
+    assert E.findings(r)["mode_gap_trend"] == trend
+
+
+@pytest.mark.parametrize("ratio, start", [(0.99, "in a convolutional channel most"),
+                                          (0.91, "in a convolutional channel most"),
+                                          (0.5, "a large part")])
+def test_spread_word_every_branch(ratio, start):
+    assert E.spread_word(ratio).startswith(start)

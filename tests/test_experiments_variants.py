@@ -62,9 +62,12 @@ def test_change_phrase_reads_the_seeds_ranges():
     assert E.change_phrase(group(0.04), group(0.04)) == "did not change (one seed)"
     assert E.change_phrase(group(0.0600), group(0.0603)) == (
         "rose by less than 0.1 percentage points (one seed)")
-    # equal means, ranges overlapping: no direction claimed
+    # equal means, ranges overlapping: no direction claimed, and a zero has no sign
     assert E.change_phrase(group(0.03, 0.05), group(0.04, 0.04)) == (
-        "changed by +0.0 percentage points, with the seeds' ranges overlapping")
+        "changed by 0.0 percentage points, with the seeds' ranges overlapping")
+    # a fall of 0.01 points rounds to zero: "0.0", not "-0.0"
+    assert E.change_phrase(group(0.03, 0.05), group(0.0398, 0.0400)) == (
+        "changed by 0.0 percentage points, with the seeds' ranges overlapping")
 
 
 def test_renorm_verdict_every_branch():
@@ -139,6 +142,7 @@ def test_findings_on_a_synthetic_outcome(monkeypatch):
     assert f["real_k"] == 2 and f["real_phrase"].startswith("rose by")
     assert f["real_steps"] == 32 and f["steps"] == 2 and f["n_runs"] == 14
     assert f["our_rel"] == pytest.approx((0.055 - 0.025) / 0.025)
+    assert f["our_rel_text"] == "+120%"
     assert f["wh_rel"] == pytest.approx((34.7 - 23.6) / 23.6)
     assert f["minutes"] == pytest.approx(14 * 30 / 60)
     assert f["seeds_phrase"] == "2 seeds" and f["setting_name"] == "short"
@@ -152,3 +156,17 @@ def test_every_value_of_the_findings_can_be_glued():
     for name, value in E.findings(_synthetic_results(0.05)).items():
         plain(value)  # raises for anything glue cannot show
         assert isinstance(name, str)
+
+
+def test_chapter_glues_only_names_the_findings_hold_and_cites_wu_and_he_as_published():
+    import re
+    from pathlib import Path
+
+    chapter = Path(__file__).resolve().parent.parent / "book" / "04_variants.md"
+    f = E.findings(_synthetic_results(0.05))
+    glued = set(re.findall(r"\{glue:text\}`([A-Za-z0-9_]+)", chapter.read_text()))
+    assert glued <= set(f), sorted(glued - set(f))
+    # Wu & He 2018: Table 2 (instance norm), Section 4.2 and Table 6 (COCO, against frozen BN)
+    assert f["wh_in"] == 28.4
+    assert (f["wh_coco_c4_box"], f["wh_coco_c4_mask"]) == (1.1, 0.8)
+    assert (f["wh_coco_fpn_long_box"], f["wh_coco_fpn_long_mask"]) == (2.2, 1.6)

@@ -131,13 +131,22 @@ def test_findings_when_every_seed_agrees_with_the_article():
     assert facts["loss_by_3_verdict"] == "holds in all 2 seeds"
     assert facts["lower_from_seed"] == 1 and facts["loss_seed_phrase"] == "at every epoch"
     assert facts["loss_seed_vs_prose"] == "earlier than in the article's words"
-    assert facts["gap_seed"] == pytest.approx(9.0)
+    assert facts["gap_seed"] == pytest.approx(9.0) and facts["gap_seed_text"] == "+9.0"
+    assert (facts["gap_min_text"], facts["gap_max_text"]) == ("+7.0", "+9.0")
     assert (facts["epochs"], facts["seed_count"], facts["transitions"]) == (3, 2, 2)
     assert facts["seconds_per_epoch"] == pytest.approx(2.0)
     assert facts["train_images"] == hd.TRAIN_IMAGES
     assert facts["article_loss_from"] == 1 and facts["article_loss_prose"] == 3
     assert facts["article_peak_epoch"] == 25
     assert 2.5 < facts["article_gap_at_peak"] < 4.5  # 99.2% with BN there, read off its figure
+
+
+def test_differences_from_the_article_print_their_sign_but_not_a_rounded_zeros():
+    # the article's last accuracies are 99.13% (BN) and 92.40%: 99.12% is 0.01 points below
+    facts = hd.findings(results_of(pair(0.9912, 0.95)))
+    assert facts["diff_with_bn"] < 0 and facts["diff_with_bn_text"] == "0.0"
+    assert facts["diff_without_bn_text"] == "+2.6"
+    assert hd.findings(results_of(pair(0.98, 0.95)))["diff_with_bn_text"] == "-1.1"
 
 
 def test_setting_facts_are_the_articles():
@@ -151,6 +160,7 @@ def test_findings_mixed_outcome_and_a_tie_is_not_a_win():
                                    pair(0.90, 0.95, seed=5844)))
     assert facts["bn_higher"] == 1 and facts["bn_higher_verdict"] == "holds in 1 of 3 seeds"
     assert facts["gap_min"] == pytest.approx(-5.0) and facts["gap_max"] == pytest.approx(9.0)
+    assert (facts["gap_min_text"], facts["gap_max_text"]) == ("-5.0", "+9.0")
 
 
 def test_findings_when_no_seed_agrees():

@@ -58,3 +58,32 @@ def test_position_against_a_range_edges_included(value, words):
 def test_position_rejects_an_upside_down_range():
     with pytest.raises(ValueError):
         prose.position(1.0, 2.0, 1.0)
+
+
+@pytest.mark.parametrize("value,spec,text", [
+    (-0.04, "+.1f", "0.0"),        # a negative difference that rounds to zero: no sign
+    (-0.0004, "+.1%", "0.0%"),
+    (-1e-9, ".2f", "0.00"),        # also without the "+" option
+    (0.0, "+.1f", "0.0"),          # an exact zero: no "+" either
+    (-0.0, ".1e", "0.0e+00"),
+    (0, "+d", "0"),
+    (1.25, "+.1f", "+1.2"),        # positive: the sign the spec asks for
+    (0.06, "+.1f", "+0.1"),
+    (-0.06, "+.1f", "-0.1"),       # negative, not rounding to zero: keeps its sign
+    (-0.3, ".0%", "-30%"),
+    (-1e-300, "", "-1e-300"),      # tiny but printed in full: not a zero
+    (float("nan"), "+.1f", "nan"),  # NaN: never signed
+    (float("-inf"), "+.1f", "-inf"),
+    (float("inf"), "+.1f", "+inf"),
+])
+def test_number_prints_a_rounded_zero_without_a_sign(value, spec, text):
+    assert prose.number(value, spec) == text
+
+
+def test_number_takes_numpy_and_torch_scalars():
+    import numpy as np
+    import torch
+
+    assert prose.number(np.float32(-0.01), "+.1f") == "0.0"
+    assert prose.number(np.float64(float("nan")), "+.1f") == "nan"
+    assert prose.number(torch.tensor(-0.01).item(), ".1f") == "0.0"

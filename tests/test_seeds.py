@@ -52,3 +52,9 @@ def test_as_dict_is_plain_numbers():
     d = summarize([1, 2]).as_dict()
     assert d == {"mean": 1.5, "sd": pytest.approx(math.sqrt(0.5)), "low": 1.0, "high": 2.0, "n": 2}
     assert isinstance(SeedSummary(**d), SeedSummary)
+
+
+def test_describe_prints_a_mean_that_rounds_to_zero_without_a_sign():
+    # a difference over seeds whose mean is -0.0002: "0.0%", never "-0.0%"
+    assert describe(summarize([-0.0004, 0.0])) == "0.0% ± 0.0% (2 seeds)"
+    assert describe(summarize([-0.0003])) == "0.0% (one seed)"

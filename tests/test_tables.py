@@ -139,3 +139,23 @@ def test_glue_table_takes_markdown_text_as_it_is():
     [(data, metadata)] = _glued("tbl_text", text)
     assert data["application/papermill.record/text/markdown"] == text
     assert metadata["scrapbook"]["name"] == "tbl_text"
+
+
+def test_caption_and_notes_frame_the_html_and_the_text_but_not_the_markdown():
+    t = table(ROWS[:1], FORMATS, caption="Final accuracy", notes=["one seed & " + "long " * 20])
+    page = t._repr_html_()
+    assert page.index("<caption>Final accuracy</caption>") < page.index("<thead>")
+    assert page.endswith("</table>" + '<p class="bnlib-table-note">one seed &amp; '
+                         + "long " * 20 + "</p>")
+    text = str(t).splitlines()
+    assert text[0] == "Final accuracy" and text[1].startswith("model")
+    assert text[3].startswith("one seed & long") and max(map(len, text)) <= 79
+    assert "Final accuracy" not in t.markdown_text() and "one seed" not in t.markdown_text()
+    plain = table(ROWS[:1], FORMATS)._repr_html_()
+    assert "<caption>" not in plain and "<p" not in plain
+
+
+def test_a_number_that_rounds_to_zero_shows_no_sign():
+    rows = [{"change": -0.0004, "count": -3, "name": "-0.0"}, {"change": 0.012}]
+    t = table(rows, {"change": "+.1%", "count": "d", "name": ""})
+    assert t.cells == [["0.0%", "-3", "-0.0"], ["+1.2%", "", ""]]  # text stays as it is

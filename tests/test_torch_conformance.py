@@ -221,16 +221,25 @@ def _channels_last_cases() -> list:
 
 
 @pytest.mark.parametrize("name,dtype,training,index", _channels_last_cases())
-def test_channels_last_input_gives_torch_memory_format(name, dtype, training, index):
+def test_channels_last_input_gives_torch_memory_formats(name, dtype, training, index):
+    """The output and the input gradient of a channels-last input in torch's layouts."""
     sample = _samples(name, dtype, training)[index]
     x = sample.forward_input.args[0]
     layout = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
-    x = x.detach().contiguous(memory_format=layout)
     theirs, ours = _pair(name, sample, dtype, training)
-    out_t, out_o = theirs(x), ours(x)
+    results = []
+    for module in (theirs, ours):
+        # the output and the input's gradient as autograd computes it (x.grad would be
+        # restrided to x's layout by the accumulation, whatever the backward returned)
+        x_in = x.detach().contiguous(memory_format=layout).requires_grad_()
+        out = module(x_in)
+        results.append((out, torch.autograd.grad(out, x_in, torch.ones_like(out))[0]))
+    (out_t, dx_t), (out_o, dx_o) = results
     torch.testing.assert_close(out_o, out_t)
-    for fmt in (torch.contiguous_format, layout):
-        assert out_o.is_contiguous(memory_format=fmt) == out_t.is_contiguous(memory_format=fmt)
+    for ours_, theirs_ in ((out_o, out_t), (dx_o, dx_t)):
+        for fmt in (torch.contiguous_format, layout):
+            assert ours_.is_contiguous(memory_format=fmt) == theirs_.is_contiguous(
+                memory_format=fmt)
 
 
 def test_layer_norm_rejects_an_empty_normalized_shape_as_torch():

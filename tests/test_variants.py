@@ -1,4 +1,4 @@
-"""bnlib.variants (and the ghost-batch layer) against independent references: torch's own layers, direct formulas written out
+"""bnlib.experiments.variant_identities (and the ghost-batch layer) against independent references: torch's own layers, direct formulas written out
 here, hand-computed cases, and the published invariance tables. (bnlib.nn's BatchRenorm2d and
 RMSNorm are tested in test_nn.py.)"""
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib import models, variants
+from bnlib import models
+from bnlib.experiments import variant_identities as variants
 from bnlib import nn as bnlib_nn
 from bnlib.nn import GhostBatchNorm2d
 from bnlib.seeds import summarize

@@ -32,11 +32,11 @@ from bnlib import models, prose
 from bnlib.data import load_hindi_digits
 from bnlib.experiments.benefits_verdicts import (
     CONDITION, HOLDS, NOT_HERE, TRAINS_ACCURACY, VERDICTS, convergence_verdict, cost_verdict,
-    depth_verdict, divergence_text, dropout_verdict, gradient_verdict, init_verdict,
-    largest_trainable, learning_rate_verdict, rate_text, rates_text,
-    regularisation_verdict, speed_words, steps_text, steps_to, trains,
+    deepest_trainable, depth_verdict, divergence_text, dropout_verdict, gradient_verdict,
+    init_verdict, largest_trainable, learning_rate_verdict, rate_text, rates_text,
+    confirmation_text, regularisation_verdict, speed_words, steps_text, steps_to, trains,
 )
-from bnlib.probes import VarianceShiftProbe
+from bnlib.probes import DropoutVarianceProbe, VarianceShiftProbe, dropout_variance_ratio
 from bnlib.seeds import summarize, tolerance
 from bnlib.settings import full_or_quick, torch_threads
 from bnlib.training import History, RunConfig, run_many
@@ -87,6 +87,9 @@ class Setting:
     regularisation_epochs: int
     gradient_batch: int
     timing_repeats: int
+    #: Seeds that played no part in choosing the regularisation and cost rules (which were
+    #: tightened after the first full-setting results): the rules' confirmation.
+    confirmation_seeds: tuple[int, ...] = ()
 
 
 FULL = Setting(
@@ -96,7 +99,7 @@ FULL = Setting(
     init_scales=(0.1, 0.3, 1.0, 3.0, 10.0), init_subset=4000, init_epochs=2,
     depths=(3, 6, 12, 24), depth_rates=(0.03, 0.3), depth_subset=4000, depth_epochs=2,
     regularisation_subset=2000, regularisation_epochs=8, gradient_batch=256,
-    timing_repeats=30,
+    timing_repeats=30, confirmation_seeds=(3, 4, 5),
 )
 QUICK = Setting(
     seeds=(0, 1), test_subset=250,
@@ -105,6 +108,7 @@ QUICK = Setting(
     init_scales=(0.1, 1.0, 10.0), init_subset=800, init_epochs=1,
     depths=(3, 6, 12), depth_rates=(0.1,), depth_subset=640, depth_epochs=1,
     regularisation_subset=400, regularisation_epochs=3, gradient_batch=64, timing_repeats=5,
+    confirmation_seeds=(2, 3),
 )
 
 
@@ -127,7 +131,8 @@ def _config(s: Setting, model: str, kwargs: Mapping, lr: float, subset: int, epo
 
 
 def configs(s: Setting) -> dict[str, list[RunConfig]]:
-    """Every run of the chapter, by part: ``sweep``, ``init``, ``depth``, ``regularisation``."""
+    """Every run of the chapter, by part: ``sweep``, ``init``, ``depth``, ``regularisation`` and
+    ``confirmation`` (the regularisation runs again, on :attr:`Setting.confirmation_seeds`)."""
     bn = {name: {"batch_norm": name == "with_bn"} for name in NETWORKS}
     return {
         "sweep": [_config(s, "three_conv_net", bn[n], lr, s.sweep_subset, s.sweep_epochs, seed,
@@ -143,6 +148,9 @@ def configs(s: Setting) -> dict[str, list[RunConfig]]:
         "regularisation": [_config(s, "dropout_conv_net", kwargs, FIXED_LR,
                                    s.regularisation_subset, s.regularisation_epochs, seed)
                            for kwargs in VARIANTS.values() for seed in s.seeds],
+        "confirmation": [_config(s, "dropout_conv_net", kwargs, FIXED_LR,
+                                 s.regularisation_subset, s.regularisation_epochs, seed)
+                         for kwargs in VARIANTS.values() for seed in s.confirmation_seeds],
     }
 
 
@@ -170,8 +178,12 @@ class Results:
         depth: network -> depth -> rate -> final test accuracies.
         gradients: network -> depth -> per-convolution gradient norm at initialisation.
         regularisation: variant -> ``{"train": [...], "test": [...], "shift": [[per BN layer]
-            per seed], "ratio": [[...]]}`` (train accuracy over the last epoch, train mode).
+            per seed], "ratio": [[...]], "behind_dropout": [[per dropout layer] per seed]}``
+            (train accuracy over the last epoch, train mode; ``behind_dropout``: dicts of
+            :func:`bnlib.probes.dropout_variance`, for the "dropout before BN" network).
         cost: :func:`cost_of_batch_norm`'s dict.
+        confirmation: as ``regularisation``, on the fresh seeds.
+        cost_confirmation: a second, independent :func:`cost_of_batch_norm`.
     """
 
     setting: Setting
@@ -181,6 +193,8 @@ class Results:
     gradients: dict
     regularisation: dict
     cost: dict
+    confirmation: dict
+    cost_confirmation: dict
 
 
 def _network(history: History) -> str:
@@ -192,7 +206,7 @@ def _curve(history: History, name: str) -> list[float]:
 
 
 def summarise(s: Setting, histories: Mapping[str, Sequence[History]], gradients: dict,
-              cost: dict) -> Results:
+              cost: dict, cost_confirmation: dict) -> Results:
     """:class:`Results` from the histories of :func:`configs`'s parts."""
     sweep: dict = {n: {} for n in NETWORKS}
     for h in histories["sweep"]:
@@ -211,17 +225,24 @@ def summarise(s: Setting, histories: Mapping[str, Sequence[History]], gradients:
     for h in histories["depth"]:
         by_rate = depth[_network(h)].setdefault(h.config.kwargs["depth"], {})
         by_rate.setdefault(h.config.lr, []).append(h.final.test_accuracy)
-    regularisation: dict = {}
-    for h in histories["regularisation"]:
+    return Results(s, sweep, init, depth, gradients, _by_variant(histories["regularisation"]),
+                   cost, _by_variant(histories["confirmation"]), cost_confirmation)
+
+
+def _by_variant(histories: Sequence[History]) -> dict:
+    """The regularisation runs' outcomes by variant (see :class:`Results`)."""
+    out: dict = {}
+    for h in histories:
         variant = next(v for v, kw in VARIANTS.items() if dict(kw) == h.config.kwargs)
-        entry = regularisation.setdefault(variant, {"train": [], "test": [], "shift": [],
-                                                    "ratio": []})
+        entry = out.setdefault(variant, {"train": [], "test": [], "shift": [], "ratio": [],
+                                         "behind_dropout": []})
         entry["train"].append(h.final.train_accuracy)
         entry["test"].append(h.final.test_accuracy)
         layers = h.probes.get("variance_shift", {}).get("layers", [])
         entry["shift"].append([layer["shift"] for layer in layers])
         entry["ratio"].append([layer["ratio"] for layer in layers])
-    return Results(s, sweep, init, depth, gradients, regularisation, cost)
+        entry["behind_dropout"].append(h.probes.get("dropout_variance", {}).get("layers", []))
+    return out
 
 
 def layer_gradient_norms(depth: int, batch_norm: bool, seed: int, images: torch.Tensor,
@@ -298,16 +319,26 @@ def run(s: Setting | None = None, workers: int | None = None, cache: bool = True
     parts = configs(s)
     images = _shift_images()
     probes = {part: [[] for _ in runs] for part, runs in parts.items()}
-    probes["regularisation"] = [
-        [VarianceShiftProbe(images, _steps(c.train_subset, c.epochs))]
-        if c.kwargs["batch_norm"] else [] for c in parts["regularisation"]]
+    for part in ("regularisation", "confirmation"):
+        probes[part] = [_regularisation_probes(c, images) for c in parts[part]]
     flat = [c for part in parts.values() for c in part]
     flat_probes = [p for part in parts for p in probes[part]]
     histories = run_many(flat, flat_probes, workers=workers, cache=cache)
     split, start = {}, 0
     for part, runs in parts.items():
         split[part], start = histories[start:start + len(runs)], start + len(runs)
-    return summarise(s, split, _gradients(s), cost_of_batch_norm(s.timing_repeats))
+    cost = cost_of_batch_norm(s.timing_repeats)
+    return summarise(s, split, _gradients(s), cost, cost_of_batch_norm(s.timing_repeats))
+
+
+def _regularisation_probes(c: RunConfig, images: torch.Tensor) -> list:
+    """The variance shift of every BN network; the variance right behind dropout where dropout
+    feeds a convolution and its BN (the "dropout before BN" network)."""
+    last = _steps(c.train_subset, c.epochs)
+    probes = [VarianceShiftProbe(images, last)] if c.kwargs["batch_norm"] else []
+    if c.kwargs["batch_norm"] and c.kwargs.get("placement") == "blocks":
+        probes.append(DropoutVarianceProbe(images, last))
+    return probes
 
 
 
@@ -354,8 +385,8 @@ def _learning_rates(r: Results, f: dict) -> dict:
                      for curve in entry["test_accuracy"]]
             found[tag][when], f[f"steps_{when}_{tag}"] = steps_text(steps)
     bn, plain = found["bn"], found["plain"]
-    f["verdict_lr"] = learning_rate_verdict(bn["largest"], plain["largest"],
-                                            bn["fails"] is not None)
+    f["verdict_lr"] = learning_rate_verdict(
+        *({lr: e["accuracy"] for lr, e in r.sweep[n].items()} for n in ("with_bn", "without_bn")))
     f["verdict_speed"] = convergence_verdict(bn["tuned"], plain["tuned"], bn["article"],
                                              plain["article"])
     f["tuned_word"] = speed_words(bn["tuned"], plain["tuned"])
@@ -372,9 +403,9 @@ def _init_and_depth(r: Results, f: dict) -> dict:
         f[f"init_worst_{tag}"] = min(statistics.fmean(a) for a in r.init[n].values())
         best = {d: max(by_rate.values(), key=statistics.fmean)
                 for d, by_rate in r.depth[n].items()}
-        good = [d for d, accuracies in best.items() if trains(accuracies)]
-        deepest[tag] = max(good) if good else None
-        f[f"deepest_{tag}"] = str(deepest[tag]) if good else "none"
+        deepest[tag] = best
+        deepest_depth = deepest_trainable(best)
+        f[f"deepest_{tag}"] = "none" if deepest_depth is None else str(deepest_depth)
         deepest_runs = summarize(best[max(s.depths)])
         f[f"acc_deepest_{tag}"], f[f"sd_deepest_{tag}"] = deepest_runs.mean, deepest_runs.sd
         norms = r.gradients[n][max(s.depths)]
@@ -384,7 +415,7 @@ def _init_and_depth(r: Results, f: dict) -> dict:
         f[f"grad_word_{tag}"] = prose.comparison(norms[0], norms[-1], "smaller", "larger",
                                                  "neither smaller nor larger")
     f["verdict_init"] = init_verdict(counts["bn"], counts["plain"], len(s.init_scales))
-    f["verdict_depth"] = depth_verdict(deepest["bn"], deepest["plain"], max(s.depths))
+    f["verdict_depth"] = depth_verdict(deepest["bn"], deepest["plain"])
     f["verdict_gradients"] = gradient_verdict(orders["bn"], orders["plain"])
     return f
 
@@ -396,34 +427,74 @@ def _behind_dropout(per_seed: Sequence[Sequence[float]]) -> float:
     return statistics.fmean(values) if values else math.nan
 
 
-def _regularisation_and_cost(r: Results, f: dict) -> dict:
-    """Claim 5 (train/test gap, dropout, variance shift) and claim 6 (cost)."""
-    reg, gaps = r.regularisation, {}
+def _regularisation(reg: Mapping[str, Mapping], tag: str = "") -> dict:
+    """Claim 5 from one set of regularisation runs (train/test gap, dropout, variance shift);
+    every key ends in ``tag`` ("" for the first seeds, "_fresh" for the confirmation)."""
+    f: dict = {}
+    gaps = {}
     for variant, entry in reg.items():
         test = summarize(entry["test"])
         gaps[variant] = summarize(a - b for a, b in zip(entry["train"], entry["test"]))
-        f[f"test_{variant}"], f[f"test_sd_{variant}"] = test.mean, test.sd
-        f[f"train_{variant}"] = statistics.fmean(entry["train"])
-        f[f"gap_{variant}"] = f[f"train_{variant}"] - f[f"test_{variant}"]
-        f[f"gap_sd_{variant}"] = gaps[variant].sd
+        f[f"test_{variant}{tag}"], f[f"test_sd_{variant}{tag}"] = test.mean, test.sd
+        f[f"train_{variant}{tag}"] = statistics.fmean(entry["train"])
+        f[f"gap_{variant}{tag}"] = f[f"train_{variant}{tag}"] - f[f"test_{variant}{tag}"]
+        f[f"gap_points_{variant}{tag}"] = 100 * f[f"gap_{variant}{tag}"]
+        f[f"gap_sd_{variant}{tag}"] = gaps[variant].sd
     for variant in ("bn", "dropout_before_bn", "dropout_after_bn"):
-        f[f"shift_{variant}"] = _behind_dropout(reg[variant]["shift"])
-        f[f"ratio_{variant}"] = _behind_dropout(reg[variant]["ratio"])
-    f["gap_spread"] = tolerance(gaps["bn"], gaps["plain"])
-    f["verdict_regularisation"] = regularisation_verdict(
-        f["gap_bn"], f["gap_plain"], f["test_bn"], f["test_dropout"], f["gap_spread"])
-    f["verdict_dropout"] = dropout_verdict(
-        f["shift_dropout_before_bn"], f["shift_dropout_after_bn"],
-        f["test_dropout_before_bn"], f["test_dropout_after_bn"])
-    c = r.cost
-    f["train_ms_plain"], f["train_ms_bn"] = c["train_ms"]["without_bn"], c["train_ms"]["with_bn"]
-    f["infer_ms_plain"], f["infer_ms_bn"] = (c["inference_ms"]["without_bn"],
-                                             c["inference_ms"]["with_bn"])
-    f["infer_ms_folded"] = c["folded_ms"]["folded"]
-    f["train_share"] = 1 - f["train_ms_plain"] / f["train_ms_bn"]
-    f["infer_share"] = 1 - f["infer_ms_plain"] / f["infer_ms_bn"]
-    f["folded_share"] = 1 - c["folded_ms"]["without_bn"] / c["folded_ms"]["folded"]
-    f["verdict_cost"] = cost_verdict(f["train_share"], f["folded_share"])
+        f[f"shift_{variant}{tag}"] = _behind_dropout(reg[variant]["shift"])
+        f[f"ratio_{variant}{tag}"] = _behind_dropout(reg[variant]["ratio"])
+    f[f"gap_spread{tag}"] = tolerance(gaps["bn"], gaps["plain"])
+    f[f"gap_spread_points{tag}"] = 100 * f[f"gap_spread{tag}"]
+    f[f"verdict_regularisation{tag}"] = regularisation_verdict(
+        f[f"gap_bn{tag}"], f[f"gap_plain{tag}"], f[f"test_bn{tag}"], f[f"test_dropout{tag}"],
+        f[f"gap_spread{tag}"])
+    f[f"verdict_dropout{tag}"] = dropout_verdict(
+        f[f"shift_dropout_before_bn{tag}"], f[f"shift_dropout_after_bn{tag}"],
+        f[f"test_dropout_before_bn{tag}"], f[f"test_dropout_after_bn{tag}"])
+    return f
+
+
+def _cost(c: Mapping, tag: str = "") -> dict:
+    """Claim 6 from one timing run; every key ends in ``tag``."""
+    f = {f"train_ms_plain{tag}": c["train_ms"]["without_bn"],
+         f"train_ms_bn{tag}": c["train_ms"]["with_bn"],
+         f"infer_ms_plain{tag}": c["inference_ms"]["without_bn"],
+         f"infer_ms_bn{tag}": c["inference_ms"]["with_bn"],
+         f"infer_ms_folded{tag}": c["folded_ms"]["folded"]}
+    f[f"train_share{tag}"] = 1 - f[f"train_ms_plain{tag}"] / f[f"train_ms_bn{tag}"]
+    f[f"infer_share{tag}"] = 1 - f[f"infer_ms_plain{tag}"] / f[f"infer_ms_bn{tag}"]
+    f[f"folded_share{tag}"] = 1 - c["folded_ms"]["without_bn"] / c["folded_ms"]["folded"]
+    f[f"verdict_cost{tag}"] = cost_verdict(f[f"train_share{tag}"], f[f"folded_share{tag}"])
+    return f
+
+
+def _behind_dropout_layers(reg: Mapping[str, Mapping]) -> dict:
+    """The variance ratio right behind dropout in the "dropout before BN" network, measured and
+    as the formula predicts from each channel's mean and variance (means over seeds and
+    dropout layers; ``nan`` if not measured); and the formula's two reference values."""
+    layers = [layer for per_seed in reg["dropout_before_bn"].get("behind_dropout", [])
+              for layer in per_seed]
+    keep = 1 - VARIANTS["dropout_before_bn"]["dropout"]
+    relu_mean, relu_var = 1 / math.sqrt(2 * math.pi), 0.5 - 1 / (2 * math.pi)  # ReLU of N(0, 1)
+    return {"keep": keep, "relu_mean_sq_over_var": relu_mean ** 2 / relu_var,
+            "dropout_ratio_centred": dropout_variance_ratio(keep, 0.0, 1.0),
+            "dropout_ratio_relu": dropout_variance_ratio(keep, relu_mean, relu_var),
+            "behind_measured": (statistics.fmean(x["measured"] for x in layers) if layers
+                                else math.nan),
+            "behind_predicted": (statistics.fmean(x["predicted"] for x in layers) if layers
+                                 else math.nan)}
+
+
+def _regularisation_and_cost(r: Results, f: dict) -> dict:
+    """Claims 5 and 6, on the first seeds and timing and on their confirmation."""
+    f |= _regularisation(r.regularisation) | _regularisation(r.confirmation, "_fresh")
+    f |= _cost(r.cost) | _cost(r.cost_confirmation, "_fresh")
+    f |= _behind_dropout_layers(r.regularisation)
+    f["fresh_seeds"] = ", ".join(map(str, r.setting.confirmation_seeds))
+    f["n_fresh"] = len(r.setting.confirmation_seeds)
+    for claim in ("regularisation", "dropout", "cost"):
+        f[f"confirmed_{claim}"] = confirmation_text(f[f"verdict_{claim}"],
+                                                    f[f"verdict_{claim}_fresh"])
     return f
 
 
@@ -440,13 +511,15 @@ def _measured(f: dict) -> dict:
                           f"{f['deepest_plain']} without",
         "measured_gradients": f"gradient norms span {f['grad_orders_bn']:.1f} orders of "
                               f"magnitude with BN, {f['grad_orders_plain']:.1f} without",
-        "measured_regularisation": f"train/test gap {f['gap_bn']:.1%} with BN, "
-                                   f"{f['gap_plain']:.1%} without (seeds vary by "
-                                   f"{f['gap_spread']:.1%})",
+        "measured_regularisation": f"train/test gap {prose.number(f['gap_points_bn'], '.1f')} "
+                                   f"points with BN, {prose.number(f['gap_points_plain'], '.1f')} "
+                                   f"without (seeds vary by {f['gap_spread_points']:.1f}); "
+                                   f"fresh seeds: {f['verdict_regularisation_fresh']}",
         "measured_dropout": f"variance shift {f['shift_dropout_before_bn']:.2f} behind dropout, "
                             f"{f['shift_dropout_after_bn']:.2f} with dropout after BN",
         "measured_cost": f"{f['train_share']:.0%} of a training step, "
-                         f"{f['folded_share']:.0%} of a folded inference pass",
+                         f"{f['folded_share']:.0%} of a folded inference pass; fresh timing: "
+                         f"{f['verdict_cost_fresh']}",
     }
 
 

@@ -15,7 +15,9 @@ from bnlib.prose import comparison
 
 __all__ = [
     "COST_SHARE", "CONDITION", "GRADIENT_ORDERS", "HOLDS", "NOT_HERE", "SPEEDUP_MARGIN",
-    "TRAINS_ACCURACY", "VERDICTS", "convergence_verdict", "cost_verdict", "depth_verdict",
+    "TRAINS_ACCURACY", "VERDICTS", "confirmation_text", "convergence_verdict", "cost_verdict",
+    "deepest_trainable",
+    "depth_verdict",
     "dropout_verdict", "gradient_verdict", "init_verdict", "largest_trainable",
     "learning_rate_verdict", "regularisation_verdict", "steps_to", "trains",
     "divergence_text", "rate_text", "rates_text", "speed_words", "steps_text",
@@ -56,13 +58,16 @@ def steps_to(steps: Sequence[int], accuracy: Sequence[float], target: float) -> 
     return next((s for s, a in zip(steps, accuracy) if a >= target), None)
 
 
-def learning_rate_verdict(largest_bn: float | None, largest_plain: float | None,
-                          bn_fails_in_sweep: bool) -> str:
-    """"Higher learning rates without risk of divergence": BN trains at a larger rate than the
-    network without (holds; with a condition if BN too fails at some rate of the sweep)."""
+def learning_rate_verdict(bn: Mapping[float, Sequence[float]],
+                          plain: Mapping[float, Sequence[float]]) -> str:
+    """"Higher learning rates without risk of divergence", from rate -> final test accuracies
+    per seed of each network: BN's largest rate that trains (:func:`trains`) is larger than the
+    plain network's; holds if BN also trains at every rate of the sweep, with a condition if it
+    fails to train at some rate (any rate, below or above its largest)."""
+    largest_bn, largest_plain = largest_trainable(bn)[0], largest_trainable(plain)[0]
     if largest_bn is None or (largest_plain is not None and largest_bn <= largest_plain):
         return NOT_HERE
-    return CONDITION if bn_fails_in_sweep else HOLDS
+    return HOLDS if all(trains(accuracies) for accuracies in bn.values()) else CONDITION
 
 
 def _faster(bn_steps: float, plain_steps: float) -> bool:
@@ -87,12 +92,21 @@ def init_verdict(trained_bn: int, trained_plain: int, scales: int) -> str:
     return HOLDS if trained_bn == scales else CONDITION
 
 
-def depth_verdict(deepest_bn: int | None, deepest_plain: int | None, deepest_tried: int) -> str:
-    """"Makes deeper networks trainable": BN trains deeper than the plain stack (holds if
-    at every depth tried; with a condition if not at the deepest)."""
+def deepest_trainable(by_depth: Mapping[int, Sequence[float]]) -> int | None:
+    """The largest depth at which every seed trains (``None``: none), from depth -> final test
+    accuracies per seed (each depth at its best rate)."""
+    good = [depth for depth, accuracies in by_depth.items() if trains(accuracies)]
+    return max(good) if good else None
+
+
+def depth_verdict(bn: Mapping[int, Sequence[float]], plain: Mapping[int, Sequence[float]]) -> str:
+    """"Makes deeper networks trainable", from depth -> final test accuracies per seed of each
+    network: BN's deepest stack that trains is deeper than the plain one's; holds if BN trains
+    at every depth tried, with a condition if it fails at some depth."""
+    deepest_bn, deepest_plain = deepest_trainable(bn), deepest_trainable(plain)
     if deepest_bn is None or (deepest_plain is not None and deepest_bn <= deepest_plain):
         return NOT_HERE
-    return HOLDS if deepest_bn == deepest_tried else CONDITION
+    return HOLDS if all(trains(accuracies) for accuracies in bn.values()) else CONDITION
 
 
 def gradient_verdict(orders_bn: float, orders_plain: float) -> str:
@@ -116,8 +130,9 @@ def regularisation_verdict(gap_bn: float, gap_plain: float, test_bn: float,
 
 def dropout_verdict(shift_before: float, shift_after: float, test_before: float,
                     test_after: float) -> str:
-    """"Dropout before BN is harmful" (Li et al.): the variance shift behind dropout exceeds the
-    one with dropout after BN (holds if it also costs test accuracy; else with a condition)."""
+    """Li et al.'s claim that dropout before BN harms it: the variance shift behind dropout
+    exceeds the one with dropout after BN (holds if it also costs test accuracy; else with a
+    condition)."""
     if shift_before <= shift_after:
         return NOT_HERE
     return HOLDS if test_before < test_after else CONDITION
@@ -132,6 +147,13 @@ def cost_verdict(train_share: float, folded_share: float) -> str:
 
 
 # --------------------------------------------------------------------------- words
+
+
+def confirmation_text(original: str, fresh: str) -> str:
+    """How a rule's verdict on data it has not seen compares with its first verdict."""
+    if original == fresh:
+        return "gives the same verdict"
+    return f"gives a different verdict, *{fresh}*"
 
 
 def rate_text(lr: float | None, none: str) -> str:

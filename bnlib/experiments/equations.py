@@ -154,11 +154,24 @@ def _bias_and_scale(conv: nn.Conv2d, digits: torch.Tensor) -> dict[str, float]:
     }
 
 
+def identity_gaps(batch: np.ndarray, other: np.ndarray, eps: float = 1e-5) -> tuple[float, float]:
+    """Largest |y - x| when gamma and beta are set to ``batch``'s own standard deviation and
+    mean (per channel) and BN in training mode normalises (a) ``batch`` and (b) ``other``, a
+    second batch of the same shape, with its own statistics. (a) is round-off: those gamma and
+    beta restore that one batch; (b) is what they leave of another batch."""
+    axes = (0,) + tuple(range(2, batch.ndim))
+    gamma, beta = np.sqrt(batch.var(axis=axes) + eps), batch.mean(axis=axes)
+    same, _ = reference.batch_norm_forward(batch, gamma, beta, eps=eps)
+    moved, _ = reference.batch_norm_forward(other, gamma, beta, eps=eps)
+    return float(np.abs(same - batch).max()), float(np.abs(moved - other).max())
+
+
 def findings(digits: torch.Tensor, conv: nn.Conv2d, seed: int = 0) -> dict[str, Any]:
     """Every number chapter 02 states, by the names its prose glues.
 
     Args:
-        digits: the pool of images (N, 1, 32, 32), N >= 64; the first 64 are the batch.
+        digits: the pool of images (N, 1, 32, 32), N >= 128; the first 64 are the batch, the
+            next 64 a second batch.
         conv: the Conv2d(1, 16, 3, padding=1) whose outputs are the activations.
         seed: seed of the random upstream gradient, gamma and beta (:func:`random_upstream`).
     """
@@ -169,9 +182,9 @@ def findings(digits: torch.Tensor, conv: nn.Conv2d, seed: int = 0) -> dict[str, 
     out = {**_forward(x), **_gradients(x, up), **_module(pool)}
     out.update(_bias_and_scale(conv, digits[:64].double()))
     out.update({f"gap_{k}": v for k, v in variance_gaps(x).items()})
-    identity, _ = reference.batch_norm_forward(
-        x, np.sqrt(x.var(axis=(0, 2, 3)) + 1e-5), x.mean(axis=(0, 2, 3)), eps=1e-5)
-    out["identity_gap"] = float(np.abs(identity - x).max())
+    other = pool[64:128].numpy()
+    out["identity_gap"], out["identity_gap_other"] = identity_gaps(x, other)
+    out["other_max"] = float(np.abs(other).max())
     channel = int(np.argmax(x.var(axis=(0, 2, 3))))
     out["channel"] = channel
     for m in (2, 64):

@@ -403,6 +403,8 @@ def findings(results: Mapping[str, Sequence[History]]) -> dict:
         facts[name] = count
         facts[f"{name}_verdict"] = prose.holds(count, n)
     facts.update(gap_min=min(gaps), gap_max=max(gaps))
+    facts.update(gap_min_text=prose.number(min(gaps), "+.1f"),
+                 gap_max_text=prose.number(max(gaps), "+.1f"))
     return facts
 
 
@@ -412,6 +414,7 @@ def _first_seed(first: Mapping[str, History]) -> dict:
     for name, history in first.items():
         facts[f"acc_{name}"] = history.final.test_accuracy
         facts[f"diff_{name}"] = 100 * (history.final.test_accuracy - ARTICLE_ACCURACY[name])
+        facts[f"diff_{name}_text"] = prose.number(facts[f"diff_{name}"], "+.1f")
         facts[f"loss_{name}"] = history.final.train_loss
         facts[f"osc_{name}"] = 100 * oscillation(history)
         facts[f"drops_{name}"] = drops(history)
@@ -420,6 +423,7 @@ def _first_seed(first: Mapping[str, History]) -> dict:
     bn, plain = first["with_bn"], first["without_bn"]
     lower_from = loss_lower_from(bn, plain)
     facts["gap_seed"] = 100 * (bn.final.test_accuracy - plain.final.test_accuracy)
+    facts["gap_seed_text"] = prose.number(facts["gap_seed"], "+.1f")
     facts["length_ratio"] = path_length(bn) / path_length(plain)
     facts["lower_from_seed"] = lower_from or 0
     facts["loss_seed_phrase"] = _lower_from_phrase(lower_from)

@@ -41,7 +41,10 @@ __all__ = [
     "momentum_choices",
     "network_config",
     "precise_bn",
+    "precise_effect",
     "recalibration_curve",
+    "spread_word",
+    "trend_word",
     "rule_differences",
     "running_var_ratios",
     "setting",
@@ -243,6 +246,40 @@ def versus_eval(value: float, reference: float) -> str:
     return f"{abs(difference):.2f} points {comparison(difference, 0, 'below', 'above')}"
 
 
+def precise_effect(accuracy: float, running_accuracy: float, loss: float,
+                   running_loss: float) -> str:
+    """What precise BN did to the test accuracy and loss against the running averages, worded
+    to follow "precise BN"."""
+    better = (accuracy > running_accuracy) + (loss < running_loss)
+    worse = (accuracy < running_accuracy) + (loss > running_loss)
+    if better == 2:
+        return "helped on both measures"
+    if worse == 2:
+        return "did worse than the running averages on both measures"
+    if better == worse == 0:
+        return "changed neither measure"
+    return "helped on one measure and not on the other"
+
+
+#: A batch that sees at least this share of the population variance, at every batch size,
+#: misses only a small part of it: the part between images.
+MOST_OF_THE_SPREAD = 0.9
+
+
+def spread_word(smallest_ratio: float) -> str:
+    """Where a channel's spread lies, from the smallest ratio of a batch's biased variance to
+    the population's over the batch sizes (one image included)."""
+    if smallest_ratio >= MOST_OF_THE_SPREAD:
+        return ("in a convolutional channel most of the spread is between the positions of one "
+                "image, which every batch sees, and only a small part between images")
+    return "a large part of the spread is between images, which a batch of few images misses"
+
+
+def trend_word(slope: float) -> str:
+    """"falls", "grows" or "stays flat": a fitted exponent of the batch size, as a verb."""
+    return comparison(slope, 0.0, "falls", "grows", "stays flat")
+
+
 def running_var_ratios(before: nn.Module, after: nn.Module) -> np.ndarray:
     """Mean over channels of ``running_var`` after / before, one value per BN layer."""
     return np.array([float((b.running_var / a.running_var).mean())
@@ -372,6 +409,8 @@ def _precise_findings(precise: Mapping[str, Any], curve: Sequence[Mapping[str, A
                                    "lower than", "higher than", "the same as"),
         "precise_loss_word": comparison(precise["loss"], precise["running_loss"],
                                         "lower", "higher", "the same"),
+        "precise_effect": precise_effect(precise["accuracy"], precise["running_accuracy"],
+                                         precise["loss"], precise["running_loss"]),
         "n_small": sizes[0], "acc_small_min": min(by_size[sizes[0]]),
         "acc_small_max": max(by_size[sizes[0]]), "draws": len(by_size[sizes[0]]),
         "n_enough": 1000, "acc_1000_min": min(by_size[1000]), "acc_1000_max": max(by_size[1000]),
@@ -387,8 +426,10 @@ def _gap_findings(gap: Sequence[Mapping[str, float]]) -> dict:
         out[f"gap_var_{m}"] = by_size[m]["variance_ratio"]
     sizes = np.log([r["batch_size"] for r in gap])
     out["gap_slope"] = float(np.polyfit(sizes, np.log([r["mean_error"] for r in gap]), 1)[0])
+    out["gap_trend"] = trend_word(out["gap_slope"])
     ratios = [r["variance_ratio"] for r in gap]
-    return out | {"var_ratio_min": min(ratios), "var_ratio_max": max(ratios)}
+    return out | {"var_ratio_min": min(ratios), "var_ratio_max": max(ratios),
+                  "spread_word": spread_word(min(ratios))}
 
 
 def _mode_findings(rows: Sequence[Mapping[str, float]]) -> dict:
@@ -398,8 +439,12 @@ def _mode_findings(rows: Sequence[Mapping[str, float]]) -> dict:
         out[f"mode_train_{b}"] = row["train_mode_accuracy"]
         out[f"mode_eval_{b}"] = row["eval_mode_accuracy"]
         out[f"mode_gap_{b}"] = abs(row["eval_mode_accuracy"] - row["train_mode_accuracy"])
+        out[f"mode_gap_points_{b}"] = 100 * out[f"mode_gap_{b}"]  # percentage points
         out[f"mode_word_{b}"] = comparison(row["eval_mode_accuracy"], row["train_mode_accuracy"],
                                            "lower", "higher", "equal")
+    small, large = min(r["batch_size"] for r in rows), max(r["batch_size"] for r in rows)
+    out["mode_gap_trend"] = comparison(out[f"mode_gap_{small}"], out[f"mode_gap_{large}"],
+                                       "smaller", "larger", "the same")
     return out
 
 

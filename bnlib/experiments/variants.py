@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from bnlib.prose import number
 from bnlib.seeds import SeedSummary, summarize
 from bnlib.settings import full_or_quick
-from bnlib.variants import BA_2016_TABLE
+from bnlib.experiments.variant_identities import BA_2016_TABLE
 
 if TYPE_CHECKING:
     from bnlib.training import RunConfig
@@ -36,7 +37,7 @@ __all__ = [
     "IOFFE_2017_SCHEDULE",
     "RENORM_LIMITS",
     "SETTINGS",
-    "WU_HE_2018",
+    "WU_HE_2018", "WU_HE_2018_COCO",
     "agreement_word",
     "batch_size_configs",
     "batch_size_experiment",
@@ -75,13 +76,23 @@ SETTINGS = {
 
 #: Wu & He (2018), ResNet-50 on ImageNet, 8 GPUs, 100 epochs: validation error (%) against
 #: images per GPU, their Table 2 (batch norm and group norm); and batch renorm tuned to
-#: r_max = 1.5, d_max = 0.5 at 4 images per GPU (their Section 4.1). Cited, not measured here.
+#: r_max = 1.5, d_max = 0.5 at 4 images per GPU (their Section 4.1); instance norm's error at
+#: 32 images per GPU (Table 2), which Section 4.1 compares with batch norm at 2.
+#: Cited, not measured here.
 WU_HE_2018 = {
     "batch norm": {32: 23.6, 16: 23.7, 8: 24.8, 4: 27.3, 2: 34.7},
     "group norm": {32: 24.1, 16: 24.2, 8: 24.0, 4: 24.2, 2: 24.1},
     "batch renorm": {4: 26.3},
     "renorm limits": {"rmax": 1.5, "dmax": 0.5},
+    "instance norm": 28.4,
 }
+
+#: Wu & He (2018), Section 4.2, Mask R-CNN on COCO fine-tuned with 1 image per GPU: group norm's
+#: gain in average precision (points) over batch norm frozen at its pre-trained statistics
+#: (BN*), with the C4 backbone and with FPN and the long schedule (Table 6); and the loss
+#: (about 6 AP, batch size 2) of fine-tuning batch norm instead of freezing it.
+WU_HE_2018_COCO = {"c4_box": 1.1, "c4_mask": 0.8, "fpn_long_box": 2.2, "fpn_long_mask": 1.6,
+                   "finetuned_bn_loss": 6}
 
 #: Ioffe (2017), Section 4.1: batch renorm held at r_max = 1, d_max = 0 (batch norm) for the
 #: first 5,000 steps, then relaxed to reach d_max = 5 at 25,000 steps and r_max = 3 at 40,000.
@@ -205,7 +216,8 @@ def change_phrase(before: SeedSummary, after: SeedSummary) -> str:
         return f"fell by {amount} percentage points {qualifier}"
     if max(before.n, after.n) == 1:
         return "did not change (one seed)"
-    return f"changed by {change:+.1f} percentage points, with the seeds' ranges overlapping"
+    return (f"changed by {number(change, '+.1f')} percentage points, with the seeds' ranges "
+            "overlapping")
 
 
 def _qualifier(a: SeedSummary, b: SeedSummary) -> str:
@@ -288,8 +300,10 @@ def _sources() -> dict:
             "wh_brn_4": WU_HE_2018["batch renorm"][4],
             "wh_brn_rmax": WU_HE_2018["renorm limits"]["rmax"],
             "wh_brn_dmax": WU_HE_2018["renorm limits"]["dmax"],
+            "wh_in": WU_HE_2018["instance norm"],
             "wh_rel": (bn[2] - bn[32]) / bn[32]}
     out |= {f"ioffe_{name}": value for name, value in IOFFE_2017_SCHEDULE.items()}
+    out |= {f"wh_coco_{name}": value for name, value in WU_HE_2018_COCO.items()}
     return out
 
 
@@ -319,7 +333,7 @@ def _experiment_findings(results: Mapping[str, Any]) -> dict:
         "bn_1_phrase": change((BN_GHOST, largest), (BN_GHOST, 1)),
         "gn_vs_bn": change((BN_GHOST, largest), (GN, 0)),
         "gn_word": gn_verdict(summary[(GN, 0)], big),
-        "our_rel": ours, "shape_word": shape_word(ours, _sources()["wh_rel"]),
+        "our_rel": ours, "our_rel_text": number(ours, "+.0%"), "shape_word": shape_word(ours, _sources()["wh_rel"]),
         "worst_phrase": worst_phrase(max(sizes, key=lambda k: error[(BN_GHOST, k)])),
         "brn_word": " and ".join(renorm_verdict(summary[(BN_GHOST, k)], summary[(BRN_GHOST, k)], k)
                                  for k in setting["renorm_sizes"]),
@@ -338,7 +352,7 @@ def _experiment_findings(results: Mapping[str, Any]) -> dict:
 def findings(results: Mapping[str, Any]) -> dict:
     """The numbers and words chapter 04 glues, from ``results``: ``identities`` and
     ``namesakes`` (name -> largest difference), ``differences`` (from
-    :func:`bnlib.variants.invariance_differences`), and the output of :func:`run`.
+    :func:`bnlib.experiments.variant_identities.invariance_differences`), and the output of :func:`run`.
 
     Fractions stay fractions (the prose formats them as percentages); the cited numbers of
     :data:`WU_HE_2018` and :data:`IOFFE_2017_SCHEDULE` are included under ``wh_*`` and

@@ -258,8 +258,8 @@ class GhostBatchNorm2d(_NormBase):
     Each consecutive group of k = ``ghost_batch_size`` images (the last may be smaller) is
     normalised with its own per-channel mean and biased variance, exactly as
     ``torch.nn.BatchNorm2d`` would normalise it alone; the gradient flows only within a group.
-    This is the setting of Wu & He's (2018) "images per GPU" and Hoffer et al.'s (2017) "ghost
-    batches". With ``rmax > 1`` or ``dmax > 0`` each group is batch-renormalised instead (as
+    This is the setting of Wu & He's (2018) batches of k images per GPU and of Hoffer et al.'s
+    (2017) ghost batches. With ``rmax > 1`` or ``dmax > 0`` each group is batch-renormalised instead (as
     :class:`BatchRenorm2d`). The paper starts from ``rmax = 1, dmax = 0`` (batch norm) and relaxes
     them: ``warmup_steps`` does that linearly over the first training steps (counted by
     ``num_batches_tracked``); ``rmax`` and ``dmax`` stay plain attributes a schedule may set.

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from bnlib import reference
+from bnlib.prose import number
 
 __all__ = [
     "affine_frame",
@@ -181,7 +182,8 @@ def affine_frame(values: np.ndarray, gamma: float, beta: float, eps: float = 1e-
     ax_in.hist(x.ravel(), bins=40, density=True, color="0.6")
     ax_in.set_xlabel("activation x (conv output)")
     ax_in.set_ylabel("density")
-    ax_in.set_title(rf"input: mean {x.mean():.3f}, variance $\sigma_B^2$ = {x.var():.4f}",
+    ax_in.set_title(rf"input: mean {number(x.mean(), '.3f')}, variance $\sigma_B^2$ = "
+                    f"{x.var():.4f}",
                     fontsize=10)
     bins = np.linspace(-6, 6, 61)
     ax_out.hist(np.clip(y, bins[0], bins[-1]), bins=bins, density=True, color="C0")
@@ -191,7 +193,7 @@ def affine_frame(values: np.ndarray, gamma: float, beta: float, eps: float = 1e-
     ax_out.set_xlabel(r"output $y = \gamma\hat x + \beta$")
     ax_out.set_ylabel("density")
     ax_out.set_title(rf"$\gamma$ = {gamma:g}, $\beta$ = {beta:g}, $\epsilon$ = {eps:g}: "
-                     f"mean {y.mean():.2f}, std {y.std():.2f}", fontsize=10)
+                     f"mean {number(y.mean(), '.2f')}, std {y.std():.2f}", fontsize=10)
     ax_out.legend(fontsize=8, loc="upper left")
     # A fixed layout: the frames are drawn once and shown in turn.
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.9, wspace=0.3)

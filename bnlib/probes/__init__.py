@@ -23,7 +23,10 @@ from bnlib.probes.statistics import FirstLayerStatisticsProbe
 from bnlib.probes.weights import FinalWeightsProbe, state_dict_from_result
 
 # Dropout before BN: the variance shift (chapter 06)
-from bnlib.probes.variance_shift import VarianceShiftProbe, variance_shift
+from bnlib.probes.variance_shift import (
+    DropoutVarianceProbe, VarianceShiftProbe, dropout_variance, dropout_variance_ratio,
+    variance_shift,
+)
 
 __all__ = [
     "Probe",
@@ -42,6 +45,9 @@ __all__ = [
     "FirstLayerStatisticsProbe",
     "state_dict_from_result",
     # Dropout before BN: the variance shift (chapter 06)
+    "DropoutVarianceProbe",
     "VarianceShiftProbe",
+    "dropout_variance",
+    "dropout_variance_ratio",
     "variance_shift",
 ]

@@ -1,5 +1,6 @@
 """The loss landscape along the gradient (Santurkar et al. 2018, Figure 4): range of the loss,
-change of the gradient ("gradient predictiveness") and the effective beta-smoothness."""
+change of the gradient (what Santurkar et al. call its predictiveness) and the effective
+beta-smoothness."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The normalisation variants compared as operations: the identities between them, each
-:mod:`bnlib.nn` layer against its ``torch.nn`` namesake, and the invariances of Ba et al.
-(2016, Table 1).
+"""Chapter 04's comparisons of the normalisation variants as operations, which need no
+training: the identities between them, each :mod:`bnlib.nn` layer against its ``torch.nn``
+namesake, and the invariances of Ba et al. (2016, Table 1).
 
 * :func:`axes_identities` and :func:`namesake_differences`: the identities and the namesakes, as
   measured differences; :func:`~bnlib.exercises.module_differences` compares any two modules in training mode.
@@ -9,7 +9,8 @@
   re-scaled or re-centred (:data:`TRANSFORMATIONS`); :func:`invariance_table` turns that into
   the table of Ba et al., and :data:`BA_2016_TABLE` holds the published verdicts to compare with.
 
-The batch-size experiment of chapter 04 is in :mod:`bnlib.experiments.variants`.
+The batch-size experiment of chapter 04, and the findings of the whole chapter, are in
+:mod:`bnlib.experiments.variants`.
 """
 
 from __future__ import annotations
