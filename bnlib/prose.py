@@ -79,3 +79,16 @@ def position(value: float, low: float, high: float) -> str:
     if value < low:
         return "below"
     return "above" if value > high else "within"
+
+
+# --------------------------------------------------------------- figure descriptions
+
+__all__ += ["listed"]
+
+
+def listed(items) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``: items (as text) joined for a sentence."""
+    words = [str(item) for item in items]
+    if not words:
+        raise ValueError("nothing to list")
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

@@ -26,11 +26,17 @@ figure of a notebook to live mode (the book build must not set it).
 
 Where the widget JavaScript is missing, a notebook viewer shows the widget's plain-text
 fallback, which names the parameters and their values (see :meth:`InteractiveFigure.__repr__`).
+
+For a reader with a screen reader, each frame is an ``<img>`` whose alternative text is the
+description its figure carries (:func:`bnlib.plots.style.describe`; every figure of
+:mod:`bnlib.plots` has one), and the book's pages name each slider after its description
+(``_theme/widget-names.js``: ipywidgets gives the slider handle no accessible name).
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import inspect
 import itertools
 import os
@@ -76,10 +82,20 @@ def figure_png(fig: Figure, dpi: int = DEFAULT_DPI) -> bytes:
 
 
 def _png_output(png: bytes, alt: str) -> dict:
-    """A notebook ``display_data`` output showing ``png`` (``alt`` is its plain-text form)."""
+    """A notebook ``display_data`` output showing ``png`` with the alternative text ``alt``.
+
+    The HTML form (an ``<img>`` with ``alt``) is what the widget JavaScript and Jupyter show:
+    a plain ``image/png`` output is drawn without alternative text. The PNG and the plain-text
+    form stay for other front ends.
+    """
+    data = base64.b64encode(png).decode("ascii")
     return {
         "output_type": "display_data",
-        "data": {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": alt},
+        "data": {
+            "text/html": f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">',
+            "image/png": data,
+            "text/plain": alt,
+        },
         "metadata": {},
     }
 
@@ -200,7 +216,7 @@ def interactive_figure(
         for name in names
     )
 
-    def render(indices: Sequence[int]) -> tuple[tuple, bytes]:
+    def render(indices: Sequence[int]) -> tuple[tuple, bytes, str | None]:
         params = {name: options[name][i][1] for name, i in zip(names, indices)}
         fig = draw(**params)
         if not isinstance(fig, Figure):
@@ -212,10 +228,11 @@ def interactive_figure(
             png = figure_png(fig, dpi)
         finally:
             plt.close(fig)
-        return tuple(params.values()), png
+        return tuple(params.values()), png, style.description(fig)
 
-    def alt_text(indices: Sequence[int]) -> str:
-        return "Figure for " + _call_text(
+    def alt_text(indices: Sequence[int], described: str | None) -> str:
+        """The frame's figure's own description, else its parameters (too short for the book)."""
+        return described or "Figure for " + _call_text(
             {name: options[name][i][0] for name, i in zip(names, indices)}
         )
 
@@ -234,10 +251,10 @@ def interactive_figure(
     frames: dict[tuple, bytes] = {}
     outputs: dict[tuple[int, ...], ipywidgets.Output] = {}
     for indices in itertools.product(*(range(len(options[name])) for name in names)):
-        key, png = render(indices)
+        key, png, described = render(indices)
         frames[key] = png
         out = ipywidgets.Output()
-        out.outputs = (_png_output(png, alt_text(indices)),)
+        out.outputs = (_png_output(png, alt_text(indices, described)),)
         outputs[indices] = out
 
     links: list[Link] = []
@@ -311,8 +328,8 @@ def _nested_stack(
 def _live_figure(
     controls: Mapping[str, ipywidgets.SelectionSlider],
     names: Sequence[str],
-    render: Callable[[Sequence[int]], tuple[tuple, bytes]],
-    alt_text: Callable[[Sequence[int]], str],
+    render: Callable[[Sequence[int]], tuple[tuple, bytes, str | None]],
+    alt_text: Callable[[Sequence[int], str | None], str],
     start: Mapping[str, int],
     summary: str,
 ) -> InteractiveFigure:
@@ -323,9 +340,9 @@ def _live_figure(
 
     def redraw(_change: Any = None) -> None:
         indices = [controls[name].index for name in names]
-        key, png = render(indices)
+        key, png, described = render(indices)
         widget.frames[key] = png
-        out.outputs = (_png_output(png, alt_text(indices)),)
+        out.outputs = (_png_output(png, alt_text(indices, described)),)
 
     redraw()
     for slider in controls.values():

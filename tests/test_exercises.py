@@ -223,8 +223,18 @@ def test_forward_checker_names_each_typical_mistake(mistake):
 def test_backward_checker_names_each_typical_mistake(mistake):
     verdict = exercises.check_batch_norm_backward(mistake.answer)
     assert not verdict and verdict.mistake == mistake.name
+    if verdict.problem:  # the transposed gradient: its shape is wrong, and it is named
+        assert "dx for x of shape (6, 3) has shape (3, 6)" in verdict.problem
+        return
     assert max(verdict.errors.values()) > 1e3 * verdict.tolerance
     assert all(len(line) <= 79 for line in repr(verdict).splitlines())
+
+
+def test_an_independently_transposed_gradient_is_named():
+    verdict = exercises.check_batch_norm_backward(
+        lambda dy, x, g, e: (backward_autograd(dy, x, g, e)[0].T,
+                             *backward_autograd(dy, x, g, e)[1:]))
+    assert verdict.mistake == "a transposed gradient (dx.T)"
 
 
 def test_independent_mistakes_are_named_and_unknown_ones_are_not():

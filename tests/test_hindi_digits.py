@@ -220,7 +220,7 @@ def test_class_counts_and_dataset_facts_balanced_and_not():
     uneven = hd.dataset_facts([0] * 3 + list(range(1, 10)) * 2, list(range(10)))
     assert (uneven["train_min"], uneven["train_max"]) == (2, 3)
     assert uneven["train_per_class"] == "2 to 3 of each digit"
-    assert hd.class_counts([9], [0])[9] == {"digit": 9, "train": 1, "test": 0}
+    assert hd.class_counts([9], [0])[9] == {"digit": 9, "devanagari": "९", "train": 1, "test": 0}
 
 
 def test_network_facts_and_layer_rows_by_hand():

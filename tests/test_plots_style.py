@@ -196,3 +196,39 @@ def test_multi_panel_figures_text_is_readable_at_the_column_width():
     finally:
         for fig in figures.values():
             plt.close(fig)
+
+
+def test_describe_gives_the_figure_an_alternative_text_written_into_its_png():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    assert style.description(fig) is None
+    assert "Description" not in read_png(style.figure_png(fig)).text
+    assert style.describe(fig, "A rising  line from\n(0, 0) to (1, 1).") is fig
+    assert style.description(fig) == "A rising line from (0, 0) to (1, 1)."
+    assert read_png(style.figure_png(fig)).text["Description"] == style.description(fig)
+    style.describe(fig, "A straight line through the origin, slope 1.")
+    frame = read_png(style.figure_png(fig, bbox_inches=None))
+    assert frame.text["Description"].startswith("A straight")
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("text", ["", "Test accuracy per epoch", "../_images/439a.png and more",
+                                  "the figure saved as loss.png shows"])
+def test_describe_refuses_short_texts_and_file_names(text):
+    fig = plt.figure()
+    with pytest.raises(ValueError):
+        style.describe(fig, text)
+    plt.close(fig)
+
+
+def test_every_figure_of_a_plotting_module_carries_a_description():
+    """Two plotting functions picked from different modules, drawn on synthetic data."""
+    steps = [0, 10, 20]
+    band = {"step": steps, "p15": [0.0, 0.1, 0.2], "p50": [0.5, 0.5, 0.6], "p85": [1.0, 1.1, 1.2]}
+    fig = shift.percentile_bands({"standard": band, "BN": band}, "input of sigmoid 3")
+    text = style.description(fig)
+    assert "2 panels" in text and "standard and BN" in text and "median 0.6" in text
+    plt.close(fig)
+    fig = variants.normalisation_blocks(n=2, c=4, hw=3, groups=2)
+    assert "2 channels of its group" in style.description(fig)
+    plt.close(fig)

@@ -87,3 +87,12 @@ def test_number_takes_numpy_and_torch_scalars():
     assert prose.number(np.float32(-0.01), "+.1f") == "0.0"
     assert prose.number(np.float64(float("nan")), "+.1f") == "nan"
     assert prose.number(torch.tensor(-0.01).item(), ".1f") == "0.0"
+
+
+def test_listed_joins_items_for_a_sentence():
+    assert prose.listed(["a"]) == "a"
+    assert prose.listed(("a", "b")) == "a and b"
+    assert prose.listed(x for x in "abc") == "a, b and c"
+    assert prose.listed([1, 2.5]) == "1 and 2.5"
+    with pytest.raises(ValueError):
+        prose.listed([])

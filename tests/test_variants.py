@@ -244,7 +244,7 @@ def test_invariance_markdown_has_one_row_per_method():
     differences = {("a", "s"): 1e-15, ("a", "t"): 0.5, ("b", "s"): 0.2, ("b", "t"): 0.0}
     text = variants.invariance_markdown(differences)
     lines = text.splitlines()
-    assert lines[0] == "| | s | t |" and len(lines) == 4
+    assert lines[0] == "| method | s | t |" and len(lines) == 4  # every column has a header
     assert lines[2].startswith("| a | **invariant**") and "no (5e-01)" in lines[2]
 
 

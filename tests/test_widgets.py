@@ -176,3 +176,26 @@ def test_show_source_is_the_real_source():
     assert inspect.getsource(png_drawn_directly).rstrip() in shown
     with pytest.raises(ValueError, match="at least one function"):
         show_source()
+
+
+def test_frames_show_as_images_with_their_figures_descriptions():
+    import html
+    import re
+
+    from bnlib.plots.style import describe
+
+    def described(slope):
+        return describe(draw_line(slope), f"A line of slope {slope:g} & more, on a fixed axis")
+
+    widget = interactive_figure(described, {"slope": [1.0, 2.0]}, dpi=DPI)
+    for out, slope in zip(widget.stack.children, (1.0, 2.0)):
+        (item,) = out.outputs
+        page = item["data"]["text/html"]
+        alt = html.unescape(re.search(r'alt="([^"]*)"', page).group(1))
+        assert alt == f"A line of slope {slope:g} & more, on a fixed axis"
+        assert "&amp;" in page
+        src = re.search(r'src="data:image/png;base64,([^"]*)"', page).group(1)
+        assert base64.b64decode(src) == shown_png(out)
+    # a figure without a description falls back on its parameters (too short for the book)
+    plain = interactive_figure(draw_line, {"slope": [1.0]}, dpi=DPI)
+    assert 'alt="Figure for slope=1"' in plain.stack.children[0].outputs[0]["data"]["text/html"]

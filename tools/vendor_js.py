@@ -1,9 +1,15 @@
-"""Vendor the JavaScript the built pages need, so they work offline and straight from disk.
+"""Vendor the JavaScript and fonts the built pages need, so they work offline and from disk.
 
-MathJax (math) and the Jupyter widgets HTML manager with RequireJS (interactive figures) are
-taken from their npm packages, pinned by version and checked against the registry's SHA-512
-integrity hash, and unpacked into ``_vendor/``. ``_config.yml`` serves that folder as static
-files (``mathjax_path``, ``nb_ipywidgets_js``), so no page fetches anything from a CDN.
+MathJax (math), the Jupyter widgets HTML manager with RequireJS (interactive figures) and the
+Devanagari subset of Noto Sans Devanagari with its SIL Open Font License (the digits ० to ९ of
+captions and tables, used by ``_theme/book.css``) are taken from their npm packages, pinned by
+version and checked against the registry's SHA-512 integrity hash, and unpacked into
+``_vendor/``. ``_config.yml`` serves that folder as static files (``mathjax_path``,
+``nb_ipywidgets_js``), so no page fetches anything from a CDN.
+
+axe-core, the accessibility engine the browser test runs over every page, is vendored the same
+way into ``_build/test-vendor/`` (:func:`vendor_test_tools`): the test injects it, the site
+never serves it.
 
 Only the standard library is used: a machine with Python and access to the npm registry is
 enough (no node or npm). Tarballs are kept in ``_build/npm/`` so later builds need no network.
@@ -63,11 +69,27 @@ PACKAGES = (
         "DouTG8T1WanGok6Qjg2SXuCMzszOo0eHeH9hDZ5Y4x8Je+9JB38HdTLT4/VA8OaUhBa0JPVHJ0pyBkM1z+pDsw==",
         keep=("require.js",), strip="", target="widgets",
     ),
+    NpmPackage(
+        "@fontsource/noto-sans-devanagari", "5.3.0",
+        "7khYmipS/5KAUUmrO1DKir8yL8XI00d0+ZE9BqbS8XF1jzObv6CpPOk3UeYxF+Pvi8bx9bBvprBCOcbx/eQWTQ==",
+        keep=("files/noto-sans-devanagari-devanagari-400-normal.woff2", "LICENSE"),
+        strip="files/", target="fonts",
+    ),
+)
+
+#: Used by the tests only, unpacked outside the served folders.
+TEST_VENDOR = ROOT / "_build" / "test-vendor"
+TEST_PACKAGES = (
+    NpmPackage(
+        "axe-core", "4.14.1",
+        "FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==",
+        keep=("axe.min.js", "LICENSE"), strip="", target="axe-core",
+    ),
 )
 
 
-def stamp_text() -> str:
-    return "\n".join(f"{p.name}@{p.version} {p.sha512}" for p in PACKAGES) + "\n"
+def stamp_text(packages: tuple[NpmPackage, ...] = PACKAGES) -> str:
+    return "\n".join(f"{p.name}@{p.version} {p.sha512}" for p in packages) + "\n"
 
 
 def fetch(package: NpmPackage) -> bytes:
@@ -95,8 +117,8 @@ def fetch(package: NpmPackage) -> bytes:
     return data
 
 
-def unpack(package: NpmPackage, data: bytes) -> int:
-    """Extract the kept files into _vendor/<target>/; returns how many."""
+def unpack(package: NpmPackage, data: bytes, folder: Path = VENDOR) -> int:
+    """Extract the kept files into ``folder/<target>/``; returns how many."""
     import io
 
     count = 0
@@ -108,24 +130,29 @@ def unpack(package: NpmPackage, data: bytes) -> int:
             relative = path.removeprefix(package.strip)
             if ".." in Path(relative).parts:
                 continue
-            destination = VENDOR / package.target / relative
+            destination = folder / package.target / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             destination.write_bytes(archive.extractfile(member).read())
             count += 1
     return count
 
 
-def vendor() -> Path:
-    """Fill _vendor/ unless it already holds exactly the pinned packages."""
-    stamp = VENDOR / ".packages"
-    if stamp.exists() and stamp.read_text() == stamp_text():
-        return VENDOR
-    shutil.rmtree(VENDOR, ignore_errors=True)
-    for package in PACKAGES:
-        count = unpack(package, fetch(package))
+def vendor(packages: tuple[NpmPackage, ...] = PACKAGES, folder: Path = VENDOR) -> Path:
+    """Fill ``folder`` unless it already holds exactly the pinned ``packages``."""
+    stamp = folder / ".packages"
+    if stamp.exists() and stamp.read_text() == stamp_text(packages):
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    for package in packages:
+        count = unpack(package, fetch(package), folder)
         print(f"vendored {package.name}@{package.version}: {count} files", flush=True)
-    stamp.write_text(stamp_text())
-    return VENDOR
+    stamp.write_text(stamp_text(packages))
+    return folder
+
+
+def vendor_test_tools() -> Path:
+    """The path of the vendored ``axe.min.js`` (axe-core), for the browser test."""
+    return vendor(TEST_PACKAGES, TEST_VENDOR) / "axe-core" / "axe.min.js"
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ module                      checks
 ``benefits``                chapter 06, the claimed benefits
 ``doctor``                  chapter 08, when batch norm goes wrong
 ``popular``                 the departures from PyTorch found in popular tutorials,
-                            as named variants, and the measurements that expose them
+                            as named layers, and the module checker that names them
+                            (their measurements: ``bnlib.experiments.popular``)
+``catalogue``               the list of every exercise, read from the chapters
 ==========================  ==========================================================
 
 How a chapter's checker is written (``distributed.py`` and ``doctor.py`` follow the same
@@ -37,21 +39,37 @@ pattern)::
 * ``expected`` is independent of the code under test (PyTorch, finite differences, a
   hand-computed case) and takes the same arguments as the reader's function.
 * Inputs make every mistake's error far above the tolerance: batches of 4, variances of the
-  order of eps, channels that differ, non-square shapes where a transpose could hide.
+  order of eps, channels that differ, shapes that make a transposed answer visible.
 * A FAIL names a mistake only when the answer matches that mistake's code within the
   tolerance; otherwise it reports the errors alone.
-* Each checker gets a test (``tests/test_exercises_<module>.py``): a correct solution,
+* Each checker gets a test (``tests/test_exercises*.py``): a correct solution,
   written independently, PASSes; each mistake of its tuple FAILs naming that mistake.
-* Re-export the checker here, and call it in the chapter after a ``my_*`` template, with the
-  solution in a hidden cell below.
+* Re-export the checker here. In the chapter, an exercise is a sphinx-exercise directive with
+  a title and a ``:label:`` ``ex-chNN-<name>``: a ``{exercise}`` holding the ``my_*`` template
+  as a ``python`` block (not executed) and the checker call, then the solution between
+  ``{solution-start} <label>`` (``:class: dropdown``) and ``{solution-end}``, a code cell
+  that runs the checker on a correct answer; a question answered in words is an
+  ``{exercise}`` with a ``{solution}``. The page ``book/exercises.md`` lists them all
+  (:mod:`~bnlib.exercises.catalogue`).
 """
 
 from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
+from bnlib.exercises.benefits import check_ghost_batch_norm, check_variance_shift
+from bnlib.exercises.hindi_digits import check_oscillation, check_parameter_counts
+from bnlib.exercises.ics import check_noisy_batch_norm, check_percentiles
+from bnlib.exercises.inference import (
+    check_fold_batch_norm,
+    check_population_statistics,
+    check_running_statistics,
+)
+from bnlib.exercises.popular import check_batch_norm_module
+from bnlib.exercises.variants import check_group_norm, check_group_norm_backward
 from bnlib.exercises.equations import (
     BACKWARD_MISTAKES,
     FORWARD_MISTAKES,
     check_batch_norm_backward,
     check_batch_norm_forward,
+    check_staged_backward,
     compare_modules,
     compare_with_finite_differences,
     compare_with_torch,
@@ -75,9 +93,22 @@ __all__ = [
     "check_answers",
     "check_batch_norm_backward",
     "check_batch_norm_forward",
+    "check_batch_norm_module",
+    "check_fold_batch_norm",
+    "check_ghost_batch_norm",
+    "check_group_norm",
+    "check_group_norm_backward",
     "check_mode_table",
     "check_momentum_for_updates",
+    "check_noisy_batch_norm",
+    "check_oscillation",
+    "check_parameter_counts",
+    "check_percentiles",
+    "check_population_statistics",
     "check_recalibration",
+    "check_running_statistics",
+    "check_staged_backward",
+    "check_variance_shift",
     "compare_modules",
     "compare_with_finite_differences",
     "compare_with_torch",

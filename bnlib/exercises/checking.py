@@ -12,7 +12,7 @@ implementation within the same tolerance, never guessed from the size of the err
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,7 +43,8 @@ class Verdict:
     def __repr__(self) -> str:
         """A few short lines: the verdict, the mistake, the reference, one line per error."""
         if self.problem:
-            return f"FAIL {self.check}: {self.problem}"
+            named = f"\n  mistake: {self.mistake}" if self.mistake else ""
+            return f"FAIL {self.check}: {self.problem}{named}"
         if self.passed:
             head = [f"PASS {self.check}"]
         else:
@@ -107,11 +108,18 @@ def _array(value: object) -> np.ndarray:
 
 
 def _named(name: str, result: object, outputs: Sequence[str]) -> tuple[dict, str]:
-    """The result as ``{output name: float64 array}``, or a problem. With a single output a
-    tuple's first element is taken (a forward pass may return ``(y, cache)``)."""
-    if len(outputs) == 1:
+    """The result as ``{output name: float64 array}``, or a problem. The result is a dict with
+    those keys, a tuple in that order, or, with a single output, one array (or a tuple whose
+    first element is taken: a forward pass may return ``(y, cache)``)."""
+    if isinstance(result, Mapping):
+        missing = [k for k in outputs if k not in result]
+        if missing:
+            return {}, f"{name} must return a dict with the keys {', '.join(outputs)}: " \
+                       f"{', '.join(missing)} missing"
+        values: Sequence = [result[k] for k in outputs]
+    elif len(outputs) == 1:
         value = result[0] if isinstance(result, tuple) else result
-        values: Sequence = [value]
+        values = [value]
     elif isinstance(result, (tuple, list)) and len(result) == len(outputs):
         values = result
     else:
@@ -142,7 +150,8 @@ def check_answers(
 
     Both return one array or a tuple of arrays named by ``outputs`` (NumPy arrays, torch
     tensors or numbers). PASS when every relative error is at most ``tolerance``; on a FAIL the
-    first of ``mistakes`` whose answers the reader's match within ``tolerance`` is named.
+    first of ``mistakes`` whose answers the reader's match within ``tolerance`` is named,
+    also when the answer's shape is wrong (a transposed result matches its mistake's code).
     """
     name = getattr(answer, "__name__", "answer")
     errors: dict[str, float] = {}
@@ -153,13 +162,14 @@ def check_answers(
         if problem:
             return Verdict(check, False, problem=problem)
         want, _ = _named("the reference", expected(*(_copy(a) for a in case.args)), outputs)
+        answers.append(got)
         for what in outputs:
             if got[what].shape != want[what].shape:
                 return Verdict(check, False, problem=(
                     f"{what} for {case.about or case.label} has shape "
-                    f"{got[what].shape}, expected {want[what].shape}"))
+                    f"{got[what].shape}, expected {want[what].shape}"),
+                    mistake=_matching_mistake(answers, cases, outputs, mistakes, tolerance))
         errors.update(relative_errors(got, want, case.label))
-        answers.append(got)
     passed = max(errors.values()) <= tolerance
     mistake = "" if passed else _matching_mistake(answers, cases, outputs, mistakes, tolerance)
     return Verdict(check, passed, errors, tolerance, reference_name, mistake=mistake)
@@ -171,9 +181,9 @@ def _matching_mistake(answers: list, cases: Sequence[Case], outputs: Sequence[st
     for mistake in mistakes:
         worst = 0.0
         for got, case in zip(answers, cases):
-            made, _ = _named(mistake.name, mistake.answer(*(_copy(a) for a in case.args)),
-                             outputs)
-            if any(made[k].shape != got[k].shape for k in outputs):
+            result, problem = _call(mistake.name, mistake.answer, case.args)
+            made, problem = (None, problem) if problem else _named("", result, outputs)
+            if problem or any(made[k].shape != got[k].shape for k in outputs):
                 worst = math.inf
                 break
             worst = max(worst, *relative_errors(got, made, case.label).values())

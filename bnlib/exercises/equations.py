@@ -40,13 +40,17 @@ from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
 __all__ = [
     "BACKWARD_MISTAKES",
     "FORWARD_MISTAKES",
+    "STAGED_MISTAKES",
+    "STAGES",
     "check_batch_norm_backward",
     "check_batch_norm_forward",
+    "check_staged_backward",
     "compare_modules",
     "compare_with_finite_differences",
     "compare_with_torch",
     "finite_difference_gradients",
     "gradient_sums",
+    "input_gradient",
     "module_differences",
     "scale_invariance",
 ]
@@ -112,16 +116,28 @@ FORWARD_MISTAKES = (
 
 def _backward(dy, x, gamma, eps, *, mean_path=True, var_path=True, ddof=0):
     """BN's input gradient, eq-bn-dx, with the paths the typical mistakes drop."""
-    axes, m = _axes(x), x.size // x.shape[1]
+    axes = _axes(x)
     inv_std = 1 / np.sqrt(x.var(axis=axes, keepdims=True, ddof=ddof) + eps)
     x_hat = (x - x.mean(axis=axes, keepdims=True)) * inv_std
     g = dy * _per_channel(gamma, x.ndim)
+    dx = input_gradient(g, x_hat, inv_std, axes, mean_path=mean_path, var_path=var_path)
+    return dx, (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def input_gradient(g: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray,
+                   axes: tuple[int, ...], *, mean_path: bool = True,
+                   var_path: bool = True) -> np.ndarray:
+    """eq-bn-dx for any normalisation over ``axes``: ``inv_std / m * (m g - sum g
+    - x_hat sum(g x_hat))``, ``g`` the gradient of ``x_hat``, ``inv_std`` broadcastable;
+    ``mean_path``/``var_path`` False drop the term of the path through the mean/variance
+    (the mistakes' code)."""
+    m = int(np.prod([g.shape[a] for a in axes]))
     dx = m * g
     if mean_path:
         dx = dx - g.sum(axis=axes, keepdims=True)
     if var_path:
         dx = dx - x_hat * (g * x_hat).sum(axis=axes, keepdims=True)
-    return inv_std / m * dx, (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)
+    return inv_std / m * dx
 
 
 #: The backward pass's typical mistakes, each as the code that makes it.
@@ -137,7 +153,14 @@ BACKWARD_MISTAKES = (
     Mistake("eps left out", lambda dy, x, g, e: _backward(dy, x, g, 0.0)),
     Mistake("dgamma and dbeta swapped",
             lambda dy, x, g, e: _swap(_backward(dy, x, g, e))),
+    Mistake("a transposed gradient (dx.T)",
+            lambda dy, x, g, e: _transposed(_backward(dy, x, g, e))),
 )
+
+
+def _transposed(grads: tuple) -> tuple:
+    dx, dgamma, dbeta = grads
+    return dx.T, dgamma, dbeta
 
 
 def _swap(grads: tuple) -> tuple:
@@ -189,6 +212,74 @@ def check_batch_norm_backward(
                          ("dx", "dgamma", "dbeta"), tolerance=tolerance,
                          mistakes=BACKWARD_MISTAKES,
                          reference_name="finite differences (central, h = 1e-6)")
+
+
+#: The intermediates of the staged backward pass, in the order of eq-bn-chain.
+STAGES = ("dx_hat", "dvar", "dmean", "dx", "dgamma", "dbeta")
+
+
+def _staged(dy, x, gamma, eps, *, ddof=0, gamma_in=True, half=True, mean_path=True,
+            stats_paths=True):
+    """BN's backward pass through every intermediate of eq-bn-chain, (N, C) inputs, with the
+    knobs the typical mistakes turn."""
+    m = x.shape[0]
+    mean = x.mean(axis=0)
+    var = x.var(axis=0, ddof=ddof)
+    inv_std = 1 / np.sqrt(var + eps)
+    x_hat = (x - mean) * inv_std
+    dx_hat = dy * gamma if gamma_in else dy
+    dvar = (dx_hat * (x - mean)).sum(axis=0) * (-0.5 if half else -1.0) * inv_std ** 3
+    dmean = -(dx_hat * inv_std).sum(axis=0) + dvar * -2 * (x - mean).sum(axis=0) / (m - ddof)
+    dx = dx_hat * inv_std
+    if stats_paths:
+        dx = dx + dvar * 2 * (x - mean) / (m - ddof) + (dmean / m if mean_path else 0)
+    return {"dx_hat": dx_hat, "dvar": dvar, "dmean": dmean, "dx": dx,
+            "dgamma": (dy * x_hat).sum(axis=0), "dbeta": dy.sum(axis=0)}
+
+
+#: The staged backward pass's typical mistakes, each as the code that makes it.
+STAGED_MISTAKES = (
+    Mistake("the unbiased variance (Bessel's correction) in the forward pass",
+            lambda dy, x, g, e: _staged(dy, x, g, e, ddof=1)),
+    Mistake("dx_hat not multiplied by gamma",
+            lambda dy, x, g, e: _staged(dy, x, g, e, gamma_in=False)),
+    Mistake("the factor -1/2 of dvar written as -1",
+            lambda dy, x, g, e: _staged(dy, x, g, e, half=False)),
+    Mistake("the path through the mean left out of dx",
+            lambda dy, x, g, e: _staged(dy, x, g, e, mean_path=False)),
+    Mistake("the statistics treated as constants in dx (dx = dx_hat / sigma)",
+            lambda dy, x, g, e: _staged(dy, x, g, e, stats_paths=False)),
+)
+
+
+def check_staged_backward(
+    staged: Callable, *, eps: float = 1e-5, tolerance: float = 1e-10, seed: int = 0
+) -> Verdict:
+    """Check ``staged(dy, x, gamma, eps) -> dict`` with every intermediate gradient of
+    eq-bn-chain (:data:`STAGES`: ``dx_hat``, ``dvar``, ``dmean``, ``dx``, ``dgamma``,
+    ``dbeta``) for ``x`` (N, C), each against torch autograd through the same graph
+    (``mean``, ``var = mean((x - mean)**2)``, ``x_hat``, ``y``, with ``retain_grad``), on
+    batches of (6, 3) and of 4 with variances of the order of ``eps``."""
+    cases = [Case(label, (dy, x, gamma, eps), f"x of shape {x.shape}")
+             for label, (x, gamma, _, dy) in _batches(seed) if x.ndim == 2]
+
+    def expected(dy, x, gamma, eps):
+        xt = torch.tensor(x, requires_grad=True)
+        mean = xt.mean(dim=0)
+        var = ((xt - mean) ** 2).mean(dim=0)
+        x_hat = (xt - mean) / torch.sqrt(var + eps)
+        gt, bt = torch.tensor(gamma, requires_grad=True), torch.zeros(len(gamma),
+                                                                      dtype=torch.float64,
+                                                                      requires_grad=True)
+        for t in (mean, var, x_hat):
+            t.retain_grad()
+        (gt * x_hat + bt).backward(torch.tensor(dy))
+        grads = (x_hat.grad, var.grad, mean.grad, xt.grad, gt.grad, bt.grad)
+        return dict(zip(STAGES, grads))
+
+    return check_answers("check_staged_backward", staged, cases, expected, STAGES,
+                         tolerance=tolerance, mistakes=STAGED_MISTAKES,
+                         reference_name="torch autograd, retain_grad on each intermediate")
 
 
 def finite_difference_gradients(

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from bnlib import prose, settings
-from bnlib.data import bundled_data_file
+from bnlib.data import CLASS_NAMES, bundled_data_file
 from bnlib.models import ARTICLE_TRACKED_WEIGHTS, count_parameters, three_conv_net
 from bnlib.seeds import summarize
 from bnlib.training import History, RunConfig, run_many
@@ -188,10 +188,11 @@ def article_curves(metric: str, path: Path = ARTICLE_LOGS) -> dict[str, tuple[li
 
 
 def class_counts(train_labels: Sequence[int], test_labels: Sequence[int]) -> list[dict]:
-    """Images per digit: ``[{"digit": 0, "train": 1700, "test": 300}, ...]``."""
+    """Images per digit, with the digit as written in Devanagari:
+    ``[{"digit": 0, "devanagari": "०", "train": 1700, "test": 300}, ...]``."""
     train, test = (np.bincount(np.asarray(y), minlength=10) for y in (train_labels,
                                                                        test_labels))
-    return [{"digit": d, "train": int(a), "test": int(b)}
+    return [{"digit": d, "devanagari": CLASS_NAMES[d], "train": int(a), "test": int(b)}
             for d, (a, b) in enumerate(zip(train, test))]
 
 

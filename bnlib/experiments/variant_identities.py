@@ -239,7 +239,7 @@ def invariance_markdown(differences: dict[tuple[str, str], float], tolerance: fl
     "invariant" or "no" with the measured relative difference in brackets."""
     methods = list(dict.fromkeys(m for m, _ in differences))
     names = list(dict.fromkeys(t for _, t in differences))
-    lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines = ["| method | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for m in methods:
         cells = []
         for t in names:

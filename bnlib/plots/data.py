@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
+from bnlib.plots.style import describe
+
 
 
 def digit_grid(images: torch.Tensor, labels: torch.Tensor, per_class: int = 8) -> Figure:
@@ -30,4 +32,8 @@ def digit_grid(images: torch.Tensor, labels: torch.Tensor, per_class: int = 8) -
         axes[row, 0].set_ylabel(f"digit {k}", rotation=0, ha="right", va="center")
     fig.suptitle("DHCD digits: one row per class (32 x 32 pixels, white stroke on black)")
     fig.tight_layout()
-    return fig
+    return describe(fig, (
+        f"A grid of {len(classes) * per_class} small grayscale pictures in {len(classes)} rows "
+        f"of {per_class}: handwritten digits as white strokes on black, one digit per row, "
+        f"from {classes[0]} at the top to {classes[-1]} at the bottom, each row labelled with "
+        "its digit on the left."))

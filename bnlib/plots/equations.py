@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from bnlib import reference
+from bnlib.plots.style import describe
 from bnlib.prose import number
 
 __all__ = [
@@ -64,7 +65,11 @@ def normalised_axes(n: int = 4, c: int = 5, hw: int = 3, channel: int = 2) -> Fi
         for side in ax.spines.values():
             side.set_visible(False)
     fig.tight_layout()
-    return fig
+    return describe(fig, (
+        f"Two grids of boxes side by side. Left: {n} rows of samples by {c} columns of "
+        f"channels, the whole column of channel {channel} shaded orange. Right: the same rows "
+        f"and columns with every cell a {hw} by {hw} patch of pixels, and all the pixels of "
+        f"channel {channel} in all {n} samples shaded orange."))
 
 
 def computational_graph() -> Figure:
@@ -103,7 +108,11 @@ def computational_graph() -> Figure:
     ax.set_title("Batch norm for one channel: every $x_i$ of the batch feeds $\\mu_B$ and "
                  "$\\sigma_B^2$; parameters shaded")
     fig.tight_layout()
-    return fig
+    return describe(fig, (
+        "A graph of boxes joined by arrows, left to right: x i points to the batch mean mu B, "
+        "to the batch variance sigma B squared and straight to x hat i; mu B points to the "
+        "variance and to x hat i; the variance points to x hat i; x hat i, gamma and beta "
+        "point to y i, and y i points to the loss."))
 
 
 def _channel_batch_norm(values: np.ndarray, batch: np.ndarray, eps: float) -> np.ndarray:
@@ -164,7 +173,14 @@ def batch_size_frame(
     ax_norm.legend(fontsize=7, loc="upper left")
     # A fixed layout: the frames are drawn once and shown in turn.
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.9, wspace=0.3)
-    return fig
+    return describe(fig, (
+        f"Two panels for a mini-batch of m = {batch_size} images. Left: histograms, on a "
+        f"logarithmic density axis, of channel {channel}'s activations in the pool of "
+        f"{len(pool)} images (grey) and in the batch (blue outline), with the pool's mean, "
+        f"{pool.mean():.3g}, and the batch's, {batch.mean():.3g}, as vertical lines. Right: "
+        f"the {image.size} pixels of image 0 normalised with the batch's statistics against "
+        f"the same pixels normalised with the pool's, around a dashed diagonal; the largest "
+        f"difference is {shift:.2f}."))
 
 
 def affine_frame(values: np.ndarray, gamma: float, beta: float, eps: float = 1e-5) -> Figure:
@@ -197,7 +213,12 @@ def affine_frame(values: np.ndarray, gamma: float, beta: float, eps: float = 1e-
     ax_out.legend(fontsize=8, loc="upper left")
     # A fixed layout: the frames are drawn once and shown in turn.
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.9, wspace=0.3)
-    return fig
+    return describe(fig, (
+        f"Two histograms. Left: the {x.size} input activations of one channel, mean "
+        f"{x.mean():.3f} and variance {x.var():.4f}. Right: batch norm's output for them with "
+        f"gamma {gamma:g}, beta {beta:g} and epsilon {eps:g}, on a fixed axis from -6 to 6: "
+        f"mean {y.mean():.2f}, standard deviation {y.std():.2f}, beta marked by a dashed red "
+        "line."))
 
 
 def affine_preset_frame(values: np.ndarray, gamma_beta: tuple[float, float],

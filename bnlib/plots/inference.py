@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from bnlib.plots.style import describe
+from bnlib.prose import listed
 from bnlib.running import running_average
 
 __all__ = ["batch_gap_figure", "mode_gap_figure", "recalibration_figure", "running_average_frame",
@@ -30,10 +32,13 @@ def running_average_frame(trace: Mapping, channel: int, momentum: float | None) 
     """
     steps = np.arange(1, len(trace["batch_mean"]) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.6), constrained_layout=True)
+    ends = []
     for ax, key, initial, label in ((axes[0], "mean", 0.0, "mean"), (axes[1], "var", 1.0, "variance")):
         batch = np.asarray(trace[f"batch_{key}"])[:, channel]
         population = np.asarray(trace[f"population_{key}"])[:, channel]
         running = running_average(batch, momentum, initial)
+        ends.append(f"running {label} {running[-1]:.3g} against the population's "
+                    f"{population[-1]:.3g}")
         ax.plot(steps, batch, ".", color="0.65", ms=3, label="mini-batch statistic")
         ax.plot(steps, population, color="black", lw=2, label="population (all 17,000 images)")
         ax.plot(steps, running, color="tab:orange", lw=1.6, label=f"running average, {_momentum_label(momentum)}")
@@ -44,7 +49,11 @@ def running_average_frame(trace: Mapping, channel: int, momentum: float | None) 
         ax.set_ylabel(f"{label} of channel {channel} (pre-BN activation)")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right", fontsize=8)
-    return fig
+    return describe(fig, (
+        f"Two line charts over {len(steps)} training steps of channel {channel}'s mean (left) "
+        "and variance (right) in the first batch norm layer: grey dots for each mini-batch's "
+        "value, a black line for the population's, an orange line for the running average "
+        f"with {_momentum_label(momentum)}; after the last step, {listed(ends)}."))
 
 
 def train_mode_accuracy_figure(rows: Sequence[Mapping], eval_accuracy: float) -> Figure:
@@ -60,6 +69,10 @@ def train_mode_accuracy_figure(rows: Sequence[Mapping], eval_accuracy: float) ->
                 label=f"train mode, test set {order}")
     ax.axhline(100 * eval_accuracy, color="black", ls="--", label="eval mode (any batch size)")
     sizes = sorted({r["batch_size"] for r in rows})
+    smallest = [f"{r['order']} {100 * r['accuracy']:.1f}%" for r in rows
+                if r["batch_size"] == sizes[0]]
+    largest = [f"{r['order']} {100 * r['accuracy']:.1f}%" for r in rows
+               if r["batch_size"] == sizes[-1]]
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set_xlabel("batch size at test time")
@@ -67,7 +80,11 @@ def train_mode_accuracy_figure(rows: Sequence[Mapping], eval_accuracy: float) ->
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    return fig
+    return describe(fig, (
+        f"Line chart of test accuracy in percent against the test batch size, {sizes[0]} to "
+        f"{sizes[-1]} on a logarithmic axis, one line per order of the test set in train "
+        f"mode, and a dashed line at {100 * eval_accuracy:.1f}% for eval mode; at batch size "
+        f"{sizes[0]}: {listed(smallest)}; at {sizes[-1]}: {listed(largest)}."))
 
 
 def batch_gap_figure(rows: Sequence[Mapping]) -> Figure:
@@ -90,7 +107,14 @@ def batch_gap_figure(rows: Sequence[Mapping]) -> Figure:
         ax.set_xlabel("batch size m (images)")
         ax.grid(alpha=0.3)
     left.set_yscale("log")
-    return fig
+    first, last = rows[0], rows[-1]
+    return describe(fig, (
+        f"Two line charts against the batch size m, {sizes[0]} to {sizes[-1]} on a logarithmic "
+        "axis. Left, on a logarithmic axis: how far the batch mean falls from the population "
+        f"mean in population standard deviations, {first['mean_error']:.3g} at m = "
+        f"{sizes[0]} and {last['mean_error']:.3g} at m = {sizes[-1]}. Right: the biased batch "
+        f"variance divided by the population variance, {first['variance_ratio']:.3g} and "
+        f"{last['variance_ratio']:.3g}, with a dashed line at 1."))
 
 
 def mode_gap_figure(rows: Sequence[Mapping]) -> Figure:
@@ -113,7 +137,11 @@ def mode_gap_figure(rows: Sequence[Mapping]) -> Figure:
     ax.set_ylim(max(0.0, 100 * low - 10), 100)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, loc="lower right")
-    return fig
+    pairs = [f"trained with batches of {r['batch_size']}, {100 * r['train_mode_accuracy']:.1f}% "
+             f"in train mode and {100 * r['eval_mode_accuracy']:.1f}% in eval mode" for r in rows]
+    return describe(fig, (
+        "Bar chart of test accuracy in percent, a pair of bars per training batch size, the "
+        f"left bar in train mode and the right in eval mode: {listed(pairs)}."))
 
 
 def recalibration_figure(rows: Sequence[Mapping], running_accuracy: float, full_accuracy: float,
@@ -136,4 +164,10 @@ def recalibration_figure(rows: Sequence[Mapping], running_accuracy: float, full_
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    return fig
+    return describe(fig, (
+        "Scatter of test accuracy in percent against the number n of training images the "
+        f"statistics are recomputed from, {sizes[0]:,} to {sizes[-1]:,} on a logarithmic axis, "
+        f"a dot per draw and a line through their medians, {100 * medians[0]:.1f}% at the "
+        f"fewest images and {100 * medians[-1]:.1f}% at the most; a dashed line at "
+        f"{100 * running_accuracy:.1f}% for the running averages and a dotted line at "
+        f"{100 * full_accuracy:.1f}% for all {full_samples:,} images."))

@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bnlib.plots.style import panel_grid
+from bnlib.plots.style import describe, panel_grid
+from bnlib.prose import listed
 
 __all__ = [
     "accuracy_over_steps",
@@ -54,6 +55,17 @@ def _draw_accuracy(ax: Axes, histories: Mapping[str, Any]) -> None:
     ax.legend(loc="lower right")
 
 
+def _final_accuracies(histories: Mapping[str, Any]) -> str:
+    """``"standard 91.2%, BN 97.0%"``: each network's test accuracy at its last evaluation."""
+    return listed(f"{name} {100 * _accuracy_curve(h)[1][-1]:.1f}%" for name, h in histories.items())
+
+
+def _final_bands(results: Mapping[str, Mapping[str, list[float]]]) -> str:
+    """Each network's median and 15th-85th percentile range at the last step."""
+    return listed(f"{name}: median {r['p50'][-1]:.3g}, band {r['p15'][-1]:.3g} to "
+                  f"{r['p85'][-1]:.3g}" for name, r in results.items())
+
+
 def _draw_band(ax: Axes, result: Mapping[str, list[float]], color: str, title: str) -> None:
     steps = result["step"]
     ax.fill_between(steps, result["p15"], result["p85"], color=color, alpha=0.25,
@@ -72,7 +84,9 @@ def accuracy_over_steps(histories: Mapping[str, Any]) -> Figure:
     _draw_accuracy(ax, histories)
     ax.set_title("Test accuracy during training")
     fig.tight_layout()
-    return fig
+    return describe(fig, (
+        f"Line chart of test accuracy in percent against training step, one line per network "
+        f"({listed(histories)}); at the last step: {_final_accuracies(histories)}."))
 
 
 def percentile_bands(results: Mapping[str, Mapping[str, list[float]]], unit_label: str) -> Figure:
@@ -89,7 +103,10 @@ def percentile_bands(results: Mapping[str, Mapping[str, list[float]]], unit_labe
     for ax in axes[::2]:
         ax.set_ylabel(unit_label)
     axes[0].legend(loc="best")
-    return fig
+    return describe(fig, (
+        f"{len(results)} panels on one y axis, one per network ({listed(results)}): the "
+        f"{unit_label} against training step, its median as a thick line inside a shaded band "
+        f"from the 15th to the 85th percentile; at the last step, {_final_bands(results)}."))
 
 
 def figure1(histories: Mapping[str, Any], probe: str, unit_label: str) -> Figure:
@@ -109,7 +126,13 @@ def figure1(histories: Mapping[str, Any], probe: str, unit_label: str) -> Figure
     high = max(ax.get_ylim()[1] for ax in axes[1:])
     for ax in axes[1:]:
         ax.set_ylim(low, high)
-    return fig
+    bands = {name: history.probes[probe] for name, history in histories.items()}
+    return describe(fig, (
+        "A wide panel (a) of test accuracy in percent against training step, one line per "
+        f"network ({listed(histories)}), above one panel per network of the {unit_label} "
+        "against training step, its median inside a shaded band from the 15th to the 85th "
+        f"percentile, on a common y axis; at the last step, accuracy {_final_accuracies(histories)}"
+        f", and {_final_bands(bands)}."))
 
 
 def ics_over_steps(results: Mapping[str, Mapping[str, list[float]]], layer_label: str) -> Figure:
@@ -129,7 +152,13 @@ def ics_over_steps(results: Mapping[str, Mapping[str, list[float]]], layer_label
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
     ax_rel.legend(loc="best")
-    return fig
+    means = listed(f"{name} {sum(r['relative']) / len(r['relative']):.3g} and "
+                   f"{sum(r['cosine']) / len(r['cosine']):.3g}" for name, r in results.items())
+    return describe(fig, (
+        "Two line charts against training step, one line per network: left, the norm of the "
+        f"change of the gradient of {layer_label}, G minus G prime, divided by the norm of G; "
+        "right, the cosine between G and G prime, on an axis from -1 to 1; mean over the steps "
+        f"of the change and the cosine: {means}."))
 
 
 def landscape_over_steps(results: Mapping[str, Mapping[str, list[float]]]) -> Figure:
@@ -155,4 +184,11 @@ def landscape_over_steps(results: Mapping[str, Mapping[str, list[float]]]) -> Fi
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="best")
-    return fig
+    widths = listed(f"{name} {max(hi - lo for lo, hi in zip(r['loss_min'], r['loss_max'])):.3g}"
+                    for name, r in results.items())
+    return describe(fig, (
+        "Three panels against training step, one colour per network "
+        f"({listed(results)}): (a) the loss along the gradient, shaded between its smallest "
+        "and largest value over the step sizes; (b) the change of the gradient along it, "
+        "shaded the same way; (c) the effective beta-smoothness as a line. Widest loss range "
+        f"of a step: {widths}."))

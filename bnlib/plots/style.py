@@ -10,6 +10,11 @@ Importing :mod:`bnlib.plots` applies :data:`STYLE` to matplotlib and, inside IPy
 every figure display through :func:`figure_png`: an opaque white background (figures stay
 readable when the page is in dark mode) and, in the PNG's metadata, the size of the smallest
 text the figure holds (:data:`SMALLEST_TEXT_KEY`), which the browser test turns into pixels.
+
+Every figure also carries its alternative text, for a reader who cannot see it:
+:func:`describe` gives it, the functions of :mod:`bnlib.plots` call it on the figures they
+return, and :func:`figure_png` writes it into the PNG as the PNG standard's ``Description``
+text (:data:`DESCRIPTION_KEY`), where the book's pages take it for the image's ``alt``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import base64
 import importlib
 import io
 import math
+import re
+import weakref
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -30,7 +37,11 @@ __all__ = [
     "DPI",
     "SMALLEST_TEXT_KEY",
     "STYLE",
+    "DESCRIPTION_KEY",
+    "MIN_DESCRIPTION_WORDS",
     "apply_style",
+    "describe",
+    "description",
     "figure_png",
     "panel_grid",
     "show_figures_with_style",
@@ -43,6 +54,12 @@ DPI = 100
 COLUMN_INCHES = 8.6
 #: PNG text key holding the smallest font size (points) drawn in the figure.
 SMALLEST_TEXT_KEY = "bnlib smallest text pt"
+#: PNG text keyword holding the figure's alternative text (a keyword the PNG standard defines).
+DESCRIPTION_KEY = "Description"
+#: Fewest words of an alternative text: enough to say what is plotted against what.
+MIN_DESCRIPTION_WORDS = 5
+_FILE_LIKE = re.compile(r"[/\\]|\.(png|jpe?g|gif|svg|pdf)\b", re.I)
+_DESCRIPTIONS: weakref.WeakKeyDictionary[Figure, str] = weakref.WeakKeyDictionary()
 
 #: matplotlib settings of the book: text sizes in points for a figure shown at DPI.
 STYLE: dict[str, object] = {
@@ -103,6 +120,34 @@ def panel_grid(
     return fig, axes
 
 
+def describe(fig: Figure, text: str) -> Figure:
+    """Give ``fig`` its alternative text and return ``fig``.
+
+    The text says what the figure shows to a reader who cannot see it: what is plotted against
+    what, the series, what the eye would notice (numbers computed from the data are welcome).
+    A screen reader reads it and then the caption, so it complements the caption and does not
+    repeat it. :func:`figure_png` writes it into every PNG of the figure; the book's pages show
+    it as the image's ``alt`` (``_ext/accessibility.py`` for inline figures, :mod:`bnlib.widgets`
+    for the frames of an interactive figure). A later call replaces the text.
+
+    Raises:
+        ValueError: fewer than :data:`MIN_DESCRIPTION_WORDS` words, or a file name or path.
+    """
+    words = " ".join(str(text).split())
+    if len(words.split()) < MIN_DESCRIPTION_WORDS:
+        raise ValueError(f"an alternative text needs at least {MIN_DESCRIPTION_WORDS} words "
+                         f"saying what the figure shows, got {text!r}")
+    if _FILE_LIKE.search(words):
+        raise ValueError(f"an alternative text describes the figure, not a file: {text!r}")
+    _DESCRIPTIONS[fig] = words
+    return fig
+
+
+def description(fig: Figure) -> str | None:
+    """The alternative text given to ``fig`` by :func:`describe`, or None."""
+    return _DESCRIPTIONS.get(fig)
+
+
 def smallest_text_points(fig: Figure) -> float:
     """The smallest font size (points) among the figure's visible, non-empty texts (nan if none)."""
     sizes = [
@@ -114,7 +159,8 @@ def smallest_text_points(fig: Figure) -> float:
 
 
 def figure_png(fig: Figure, dpi: float = DPI, bbox_inches: str | None = "tight") -> bytes:
-    """The figure as PNG bytes on an opaque white background, its smallest text size recorded.
+    """The figure as PNG bytes on an opaque white background, its smallest text size recorded
+    (:data:`SMALLEST_TEXT_KEY`), and its alternative text (:data:`DESCRIPTION_KEY`) if it has one.
 
     Args:
         fig: the figure (not closed).
@@ -126,11 +172,13 @@ def figure_png(fig: Figure, dpi: float = DPI, bbox_inches: str | None = "tight")
     buffer = io.BytesIO()
     alpha = fig.patch.get_alpha()
     fig.patch.set_alpha(1.0)  # a figure made transparent by hand comes out white too
+    metadata = {SMALLEST_TEXT_KEY: f"{smallest_text_points(fig):.2f}"}
+    if description(fig):
+        metadata[DESCRIPTION_KEY] = description(fig)
     try:
         fig.savefig(
             buffer, format="png", dpi=dpi, bbox_inches=bbox_inches, facecolor="white",
-            edgecolor="white", transparent=False,
-            metadata={SMALLEST_TEXT_KEY: f"{smallest_text_points(fig):.2f}"},
+            edgecolor="white", transparent=False, metadata=metadata,
         )
     finally:
         fig.patch.set_alpha(alpha)

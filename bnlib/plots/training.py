@@ -16,6 +16,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from bnlib.plots.style import describe
+from bnlib.prose import listed
 from bnlib.training import History
 
 __all__ = ["LABELS", "accuracy_per_epoch", "descent_path", "metric_per_epoch",
@@ -83,7 +85,17 @@ def metric_per_epoch(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    return fig
+    seeds = max(len(histories) for histories in runs.values())
+    finals = [f"{_label(name)} {np.mean([h.column(metric)[-1] for h in hs]) * scale:.3g}"
+              for name, hs in runs.items()]
+    return describe(fig, (
+        f"Line chart of {ylabel} against epoch, 1 to {last}, one line per network "
+        f"({listed(_label(n) for n in runs)})"
+        + (f", each the mean of {seeds} seeds in a shaded band from the lowest to the highest "
+           "seed" if seeds > 1 else "")
+        + (", with the article's run as dashed lines" if article else "")
+        + (", on a logarithmic scale" if log else "")
+        + f"; at the last epoch: {listed(finals)}."))
 
 
 def accuracy_per_epoch(
@@ -136,6 +148,13 @@ def descent_path(
         if path.ndim != 2 or path.shape[1] < 2:
             raise ValueError(f"{name}: the run tracked {path.shape[-1]} weight(s); two are needed")
     last_epoch = max(len(p) - 1 for p in paths.values())
+    shapes = []
+    for name, path in paths.items():
+        steps = np.linalg.norm(np.diff(path[:, :2], axis=0), axis=1).sum()
+        straight = float(np.linalg.norm(path[-1, :2] - path[0, :2]))
+        shapes.append(f"{_label(name)} travels {steps:.2g} to end {straight:.2g} from its start"
+                      f" ({steps / straight:.1f} times the straight distance)" if straight > 0
+                      else f"{_label(name)} does not move")
     scatter = None
     for ax, (name, path) in zip(axes[0], paths.items()):
         moved = path[:, :2] - path[0, :2]
@@ -154,4 +173,7 @@ def descent_path(
     if scatter is not None:
         bar = fig.colorbar(scatter, ax=axes[0].tolist(), label="epoch")
         bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    return fig
+    return describe(fig, (
+        f"{count} scatter paths side by side, one per network, of the change of two weights "
+        f"since epoch 0, one point per epoch from 0 to {last_epoch}, coloured from dark purple "
+        f"to yellow and joined by a grey line, each on its own scale: {listed(shapes)}."))

@@ -10,7 +10,8 @@ import numpy as np
 from matplotlib.colors import to_rgba_array
 from matplotlib.figure import Figure
 
-from bnlib.plots.style import panel_grid
+from bnlib.plots.style import describe, panel_grid
+from bnlib.prose import listed
 
 __all__ = ["batch_size_curve", "normalisation_blocks"]
 
@@ -64,7 +65,12 @@ def normalisation_blocks(n: int = 4, c: int = 6, hw: int = 5, groups: int = 3) -
         ax.set_zlabel("N", labelpad=-14)
         ax.set_xticks([]), ax.set_yticks([]), ax.set_zticks([])
         ax.set_title(title)
-    return fig
+    return describe(fig, (
+        f"Four 3D blocks of a batch of {n} samples by {c} channels by {hw} pixel positions, "
+        "each shading in orange the values averaged to normalise one value of sample 1, "
+        "channel 2: for batch norm, channel 2 in every sample; for layer norm, every channel "
+        "of sample 1; for instance norm, channel 2 of sample 1 alone; for group norm, the "
+        f"{c // groups} channels of its group in sample 1."))
 
 
 def batch_size_curve(
@@ -118,4 +124,12 @@ def batch_size_curve(
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     fig.tight_layout()
-    return fig
+    drawn = [m for m in others if any(method == m for method, _ in summary)]
+    ends = [f"{100 * bn[-1][1].mean:.1f}% at k = {bn[-1][0]}",
+            f"{100 * bn[0][1].mean:.1f}% at k = {bn[0][0]}"]
+    return describe(fig, (
+        "Line chart with error bars of test error in percent against k, the images batch "
+        f"norm's statistics are taken over, from {int(ks.max())} down to {int(ks.min())} on a "
+        f"logarithmic axis: batch norm with ghost batches, {listed(ends)}"
+        + (f"; group norm as a horizontal band at {100 * gn.mean:.1f}%" if gn else "")
+        + (f"; {listed(drawn)} as markers" if drawn else "") + "."))
