@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from bnlib.plots.style import describe
+
 __all__ = ["shift_by_cause_figure"]
 
 
@@ -42,4 +44,12 @@ def shift_by_cause_figure(worse: Mapping[str, Sequence[Mapping]], labels: Mappin
     right.set_ylabel("test accuracy (%)")
     right.set_ylim(0, 100)
     right.legend(fontsize=8, loc="lower left")
-    return fig
+    largest = {c: float(np.max(np.mean([r["shift"] for r in worse[c]], axis=0)))
+               for c in causes}
+    worst = max(largest, key=largest.get)
+    return describe(fig, (
+        f"Two bar charts. Left: the shift of each batch norm layer for {len(causes)} runs "
+        f"({', '.join(labels[c] for c in causes)}), on a log scale, with a dashed line at the "
+        f"doctor's threshold {threshold:g}; the largest is {largest[worst]:.1f}, for "
+        f"{labels[worst]}. Right: test accuracy in percent in eval mode, train mode and after "
+        "recalibration, for the same runs."))
