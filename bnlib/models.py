@@ -241,3 +241,60 @@ MODELS.update({
     "scaled_init_net": scaled_init_net,
 })
 __all__ += ["DROPOUT_PLACEMENTS", "dropout_conv_net", "plain_conv_stack", "scaled_init_net"]
+
+
+# --------------------------------------------------------------------------- chapter 8: bugs
+# Two small networks cheap enough to train many times, once per bug and seed.
+
+
+class SwapAxes(nn.Module):
+    """Swaps axes ``first`` and ``second`` of its input (``x.transpose(first, second)``)."""
+
+    def __init__(self, first: int = 1, second: int = 2) -> None:
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, x):
+        return x.transpose(self.first, self.second)
+
+    def extra_repr(self) -> str:
+        return f"{self.first}, {self.second}"
+
+
+def small_bn_net(width: int = 8, hidden: int = 32) -> nn.Sequential:
+    """A small BN network for (N, 1, 32, 32) digits -> (N, 10) logits, with both kinds of BN:
+    ``Conv2d(1, w, 3, p=1) BatchNorm2d ReLU MaxPool2d(2) Conv2d(w, 2w, 3, p=1) BatchNorm2d ReLU
+    MaxPool2d(2) Flatten Linear(2w*8*8, hidden) BatchNorm1d ReLU Linear(hidden, 10)``; the
+    convolutional part is ``net[:8]``. About a tenth of :func:`three_conv_net`'s arithmetic."""
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * width * 64, hidden),
+        nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+
+#: Where :func:`row_sequence_net` puts the sequence axis for its BatchNorm1d.
+ROW_LAYOUTS = ("channels_first", "as_produced")
+
+
+def row_sequence_net(layout: str = "channels_first", features: int = 32) -> nn.Sequential:
+    """A digit read as a sequence of its 32 rows: ``Flatten(1, 2)`` gives (N, L=32, 32 pixels),
+    ``Linear(32, features)`` embeds each row (N, L, C), then ``BatchNorm1d(32)``, ReLU,
+    ``Flatten``, ``Linear(32 * features, 10)``.
+
+    ``layout="channels_first"``: the BN is wrapped in :class:`SwapAxes`, so it sees (N, C, L)
+    and normalises each feature over the batch and the rows, as BatchNorm1d means to;
+    ``"as_produced"``: it gets (N, L, C) and normalises each row position over the batch and
+    the features, silently because L == C == 32 (``features`` must then be 32)."""
+    if layout not in ROW_LAYOUTS:
+        raise ValueError(f"layout must be one of {ROW_LAYOUTS}, got {layout!r}")
+    if layout == "as_produced":
+        norm: list[nn.Module] = [nn.BatchNorm1d(32)]
+    else:
+        norm = [SwapAxes(1, 2), nn.BatchNorm1d(features), SwapAxes(1, 2)]
+    return nn.Sequential(nn.Flatten(1, 2), nn.Linear(32, features), *norm, nn.ReLU(),
+                         nn.Flatten(), nn.Linear(32 * features, 10))
+
+
+MODELS.update({"small_bn_net": small_bn_net, "row_sequence_net": row_sequence_net})
+__all__ += ["ROW_LAYOUTS", "SwapAxes", "row_sequence_net", "small_bn_net"]

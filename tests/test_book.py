@@ -34,7 +34,7 @@ def test_no_error_output_or_traceback(built_book, page):
 def test_toc_lists_the_chapters():
     chapters = chapter_pages()[1:]
     numbers = [c.split("/")[-1][:2] for c in chapters]
-    assert numbers == ["01", "02", "03", "04", "05", "06", "07"], chapters
+    assert numbers == ["01", "02", "03", "04", "05", "06", "07", "08"], chapters
 
 
 @pytest.mark.parametrize("page", chapter_pages())

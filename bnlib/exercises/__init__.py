@@ -16,6 +16,7 @@ module                      checks
 ``benefits``                chapter 06, the claimed benefits
 ``distributed``             chapter 07, merging shards' statistics, the per-update
                             momentum
+``doctor``                  chapter 08, when batch norm goes wrong
 ``popular``                 the departures from PyTorch found in popular tutorials,
                             as named layers, and the module checker that names them
                             (their measurements: ``bnlib.experiments.popular``)
@@ -85,6 +86,11 @@ from bnlib.exercises.equations import (
     module_differences,
     scale_invariance,
 )
+from bnlib.exercises.doctor import (
+    check_mode_table,
+    check_momentum_for_updates,
+    check_recalibration,
+)
 
 __all__ = [
     "BACKWARD_MISTAKES",
@@ -103,12 +109,15 @@ __all__ = [
     "check_group_norm",
     "check_group_norm_backward",
     "check_merge_moments",
+    "check_mode_table",
+    "check_momentum_for_updates",
     "check_noisy_batch_norm",
     "check_oscillation",
     "check_parameter_counts",
     "check_per_update_momentum",
     "check_percentiles",
     "check_population_statistics",
+    "check_recalibration",
     "check_running_statistics",
     "check_staged_backward",
     "check_variance_shift",

@@ -152,7 +152,8 @@ class _BatchNorm(_NormBase):
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
         use_batch_stats = self.training or self.running_mean is None
-        update_running = self.training and self.track_running_stats
+        # as torch: a layer without buffers updates nothing, whatever track_running_stats says
+        update_running = self.training and self.track_running_stats and self.running_mean is not None
         self._check_channels(x, uses_running_stats=update_running or not use_batch_stats)
         factor = self._momentum_step() if update_running else 0.0
         uses_running = update_running or not use_batch_stats

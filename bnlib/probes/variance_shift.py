@@ -5,24 +5,28 @@ actually has at test time (dropout off), measured at the end of training."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from bnlib.inference import is_batch_norm
 from bnlib.probes.base import Probe
 
 __all__ = ["DropoutVarianceProbe", "VarianceShiftProbe", "dropout_variance",
            "dropout_variance_ratio", "variance_shift"]
 
 
-def _layer_inputs(model: nn.Module, images: Tensor, kind: type) -> tuple[list, list[Tensor]]:
-    """The layers of ``model`` of type ``kind`` (in module order) and the input each received
-    in one eval-mode pass over ``images``. The model is left in eval mode."""
-    layers = [m for m in model.modules() if isinstance(m, kind)]
+def _layer_inputs(model: nn.Module, images: Tensor,
+                  keep: Callable[[nn.Module], bool]) -> tuple[list, list[Tensor]]:
+    """The ``(name, layer)`` pairs of ``model`` for which ``keep(layer)`` holds (in module order,
+    names as ``model.named_modules()`` gives them) that one eval-mode pass over ``images``
+    calls, and the input each received. The model is left in eval mode."""
+    layers = [(name, m) for name, m in model.named_modules() if keep(m)]
     seen: dict[int, Tensor] = {}
     hooks = [layer.register_forward_pre_hook(
         lambda module, args, i=i: seen.__setitem__(i, args[0].detach()))
-        for i, layer in enumerate(layers)]
+        for i, (_, layer) in enumerate(layers)]
     model.eval()
     try:
         with torch.no_grad():
@@ -30,29 +34,35 @@ def _layer_inputs(model: nn.Module, images: Tensor, kind: type) -> tuple[list, l
     finally:
         for hook in hooks:
             hook.remove()
-    return layers, [seen[i] for i in range(len(layers))]
+    called = [i for i in range(len(layers)) if i in seen]
+    return [layers[i] for i in called], [seen[i] for i in called]
 
 
 def variance_shift(model: nn.Module, images: Tensor) -> list[dict]:
-    """Per BN layer of ``model`` (in module order), in eval mode on ``images`` (N, 1, 32, 32):
+    """Per BN layer of ``model`` (torch's or bnlib's) that keeps running statistics and is
+    called on ``images`` (a batch of the model's inputs), in module order, in eval mode:
 
-    ``running_var`` (mean over channels of the learned running variance), ``test_var`` (mean
-    over channels of the input's variance over N, H, W at test time), ``ratio`` (mean over
-    channels of running / test variance) and ``shift`` (mean over channels of
-    max(running/test, test/running), Li et al.'s measure: 1 when the two agree).
-    The model is left in eval mode.
+    ``layer`` (its name in ``model.named_modules()``), ``running_var`` (mean over channels of
+    the learned running variance), ``test_var`` (mean over channels of the input's variance over
+    every axis but the channels, at test time), ``ratio`` (mean over channels of running / test
+    variance), ``shift`` (mean over channels of max(running/test, test/running), Li et al.'s
+    measure: 1 when the two agree) and ``mean_shift`` (mean over channels of
+    ``|running mean - test mean| / test standard deviation``). The model is left in eval mode.
     """
-    layers, inputs = _layer_inputs(model, images, nn.modules.batchnorm._BatchNorm)
+    layers, inputs = _layer_inputs(
+        model, images, lambda m: is_batch_norm(m) and m.running_var is not None)
     out = []
-    for layer, x in zip(layers, inputs):
+    for (name, layer), x in zip(layers, inputs):
         x = x.double()
         axes = [0] + list(range(2, x.dim()))
         test_var = x.var(dim=axes, unbiased=False)
         running = layer.running_var.detach().double()
         ratio = running / test_var
-        out.append({"running_var": float(running.mean()), "test_var": float(test_var.mean()),
-                    "ratio": float(ratio.mean()),
-                    "shift": float(torch.maximum(ratio, 1 / ratio).mean())})
+        mean_gap = (layer.running_mean.detach().double() - x.mean(dim=axes)).abs()
+        out.append({"layer": name, "running_var": float(running.mean()),
+                    "test_var": float(test_var.mean()), "ratio": float(ratio.mean()),
+                    "shift": float(torch.maximum(ratio, 1 / ratio).mean()),
+                    "mean_shift": float((mean_gap / test_var.sqrt()).mean())})
     return out
 
 
@@ -72,9 +82,9 @@ def dropout_variance(model: nn.Module, images: Tensor, seed: int = 0) -> list[di
     channels of :func:`dropout_variance_ratio` with the channel's own mean and biased
     variance). Channels without variance (a ReLU that is always 0) are left out. The model is
     left in eval mode."""
-    layers, inputs = _layer_inputs(model, images, nn.Dropout)
+    layers, inputs = _layer_inputs(model, images, lambda m: isinstance(m, nn.Dropout))
     generator, out = torch.Generator().manual_seed(seed), []
-    for layer, x in zip(layers, inputs):
+    for (_, layer), x in zip(layers, inputs):
         x, keep = x.double(), 1 - layer.p
         dropped = x * (torch.rand(x.shape, generator=generator, dtype=x.dtype) < keep) / keep
         axes = [0] + list(range(2, x.dim()))
