@@ -55,6 +55,15 @@ def test_report_renders_as_text_and_html():
         doctor.Finding("x", "1", "m", "f", severity="fatal")
 
 
+def test_report_text_fits_a_column_of_79_characters():
+    words = " ".join(f"word{i}" for i in range(60))
+    text = str(doctor.Report([doctor.Finding("repeated-update", "block.0.bn", words, words)]))
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 79
+    assert lines[1].startswith("- [warning] repeated-update at block.0.bn: word0")
+    assert " ".join(" ".join(lines[1:]).split()).count("word59") == 2  # nothing dropped
+
+
 # --------------------------------------------------------------------------- one bug per check
 
 

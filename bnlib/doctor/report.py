@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import textwrap
 from collections.abc import Iterator
 
 __all__ = ["SEVERITIES", "Finding", "Report"]
@@ -32,6 +33,10 @@ class Finding:
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+
+
+#: Characters per line of a report printed as text (a terminal, a notebook's column).
+TEXT_WIDTH = 79
 
 
 @dataclasses.dataclass
@@ -62,7 +67,10 @@ class Report:
         lines = [f"bnlib.doctor: {len(self.findings)} finding(s)"]
         for f in self.findings:
             where = f.layer or "(model)"
-            lines += [f"- [{f.severity}] {f.code} at {where}: {f.message}", f"  fix: {f.fix}"]
+            lines += textwrap.wrap(f"- [{f.severity}] {f.code} at {where}: {f.message}",
+                                   TEXT_WIDTH, subsequent_indent="  ")
+            lines += textwrap.wrap(f"fix: {f.fix}", TEXT_WIDTH, initial_indent="  ",
+                                   subsequent_indent="       ")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
