@@ -22,8 +22,12 @@ import importlib.resources
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so the constants load light
+    import torch
 
 __all__ = [
     "ARRAY_SHA256",
@@ -117,6 +121,8 @@ def load_hindi_digits(
 
 def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, 32, 32) and labels -> float32 (N, 1, 32, 32) in [0, 1] and int64 (N,)."""
+    import torch
+
     x = torch.from_numpy(images).unsqueeze(1).to(torch.float32).div_(255.0)
     y = torch.from_numpy(labels.astype(np.int64))
     return x, y

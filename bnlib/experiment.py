@@ -20,18 +20,16 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bnlib import settings
+# Light imports only up here: the command starts its worker processes before it imports torch
+# (see main), so that their start-up overlaps its own.
+from bnlib import settings, workers
 from bnlib.data import SPLIT_SIZES
-from bnlib.experiments.hindi_digits import (
-    ARTICLE,
-    ARTICLE_LOGS,
-    article_curves,
-    run_comparison,
-    summary,
-)
-from bnlib.training import History
-from bnlib.training.files import atomic_write_bytes, atomic_write_text
+from bnlib.experiments.article_settings import ARTICLE
+
+if TYPE_CHECKING:
+    from bnlib.training import History
 
 __all__ = ["CSV_COLUMNS", "INTERRUPTED", "build_parser", "main", "write_csv", "write_figures"]
 
@@ -46,6 +44,8 @@ INTERRUPTED = 130
 
 def write_csv(results: Mapping[str, Sequence[History]], path: str | os.PathLike) -> Path:
     """One row per model, seed and epoch (:data:`CSV_COLUMNS`); written atomically."""
+    from bnlib.training.files import atomic_write_text
+
     path = Path(path)
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -62,7 +62,9 @@ def write_figures(results: Mapping[str, Sequence[History]], out: str | os.PathLi
     the first two with the article's run overlaid, where its data file is at hand."""
     import matplotlib.pyplot as plt
 
+    from bnlib.experiments.hindi_digits import ARTICLE_LOGS, article_curves
     from bnlib.plots import training as plots
+    from bnlib.training.files import atomic_write_bytes
 
     out = Path(out)
     shipped = ARTICLE_LOGS.is_file()  # in a clone of the repository
@@ -174,23 +176,33 @@ def _check_out_dir(parser: argparse.ArgumentParser, out: Path) -> None:
                      "choose a folder you can write to")
 
 
+def _worker_count(args: argparse.Namespace) -> int:
+    """Processes the runs will train on, this one included (as ``run_many`` counts them)."""
+    return min(args.workers or settings.default_workers(), 2 * args.seeds)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit code (argparse exits with 2 on bad options)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if "matplotlib.pyplot" not in sys.modules:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only, no window
     _check_out_dir(parser, args.out)
     progress = False if args.quiet else None
     try:
-        results = run_comparison(
-            epochs=args.epochs, seed_count=args.seeds, lr=args.lr, batch_size=args.batch_size,
-            train_subset=args.train_subset, test_subset=args.test_subset, workers=args.workers,
-            cache=not args.no_cache,
-            progress=progress,
-        )
+        # The workers import torch and load the digits while this process does the same; if
+        # every run is found in the cache they are ended unused.
+        with workers.prestarted(_worker_count(args) - 1):
+            if "matplotlib.pyplot" not in sys.modules:
+                import matplotlib
+
+                matplotlib.use("Agg")  # files only, no window
+            from bnlib.experiments.hindi_digits import run_comparison
+
+            results = run_comparison(
+                epochs=args.epochs, seed_count=args.seeds, lr=args.lr,
+                batch_size=args.batch_size, train_subset=args.train_subset,
+                test_subset=args.test_subset, workers=args.workers, cache=not args.no_cache,
+                progress=progress,
+            )
         csv_path = write_csv(results, args.out / "results.csv")
         figures = write_figures(results, args.out)
     except KeyboardInterrupt:
@@ -200,15 +212,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Interrupted; no file was left half-written; {kept}.", file=sys.stderr)
         return INTERRUPTED
     if not args.quiet:
-        print(f"Test accuracy after {args.epochs} epoch(s), {args.seeds} seed(s):")
-        for row in summary(results):
-            low, high = row["final_accuracy_min"], row["final_accuracy_max"]
-            spread = f" (seeds: {low:.1%} to {high:.1%})" if row["seeds"] > 1 else ""
-            article = (f"   article at epoch 30: {row['article_accuracy']:.1%}"
-                       if not math.isnan(row["article_accuracy"]) else "")
-            print(f"  {row['model']:<11} {row['final_accuracy_mean']:.2%}{spread}{article}")
+        _print_summary(results, args)
         print(f"Wrote {csv_path} and {', '.join(p.name for p in figures)} in {args.out}")
     return 0
+
+
+def _print_summary(results: Mapping[str, Sequence[History]], args: argparse.Namespace) -> None:
+    from bnlib.experiments.hindi_digits import summary
+
+    print(f"Test accuracy after {args.epochs} epoch(s), {args.seeds} seed(s):")
+    for row in summary(results):
+        low, high = row["final_accuracy_min"], row["final_accuracy_max"]
+        spread = f" (seeds: {low:.1%} to {high:.1%})" if row["seeds"] > 1 else ""
+        article = (f"   article at epoch 30: {row['article_accuracy']:.1%}"
+                   if not math.isnan(row["article_accuracy"]) else "")
+        print(f"  {row['model']:<11} {row['final_accuracy_mean']:.2%}{spread}{article}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import torch
 
 from bnlib import prose, settings
 from bnlib.data import CLASS_NAMES, bundled_data_file
+from bnlib.experiments.article_settings import ARTICLE
 from bnlib.models import ARTICLE_TRACKED_WEIGHTS, count_parameters, three_conv_net
 from bnlib.seeds import summarize
 from bnlib.training import History, RunConfig, run_many
@@ -64,10 +65,6 @@ __all__ = [
     "summary",
 ]
 
-#: The article's training settings (its notebook, cells 2-3 and ``ml_utils.train_model``).
-#: The notebook sets the seed once, at its start, and builds and trains the network without
-#: BN before it builds the one with BN; :func:`article_config` seeds every run itself.
-ARTICLE = {"lr": 0.001, "batch_size": 32, "epochs": 30, "seed": 5842, "optimizer": "sgd"}
 
 #: The article's test accuracy after 30 epochs, as its notebook prints it (cell 12 of
 #: ``hindi_hw_digits_bnorm2d_cnns.ipynb``, kbmurali/hindi_hw_digits at cb13e64): 2,974 and

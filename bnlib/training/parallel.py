@@ -1,94 +1,36 @@
 """Many independent runs over processes: :func:`run_many`.
 
 Cache hits are read in the calling process. The runs left to compute are shared between the
-calling process and ``workers - 1`` spawned worker processes, each training one run at a time
-with one torch thread (no oversubscription: one process per available CPU). The calling
-process trains runs itself instead of waiting, so it spares one worker's start (a fresh
-interpreter importing torch and loading the data) and starts training at once. The parent
-computes each run's cache key once and hands the file path to the worker, which trains, writes
-the history and sends back its JSON text (serialised once).
-
-Workers end with their parent: they ignore Ctrl-C (they are started with SIGINT blocked, so
-even a Ctrl-C during their start-up prints nothing; the parent, interrupted, ends them and
-re-raises), and on Linux they ask the kernel for SIGKILL when the parent dies
-(``PR_SET_PDEATHSIG``), so a parent killed outright (a timeout, the out-of-memory killer)
-leaves no worker behind; elsewhere a thread in each worker watches its parent.
+calling process and ``workers - 1`` worker processes (:mod:`bnlib.workers`: spawned, ending
+with their parent), each training one run at a time with one torch thread (no
+oversubscription: one process per available CPU). The calling process trains runs itself
+instead of waiting, so it spares one worker's start and starts training at once; the workers
+take runs from the front of the list, the caller from the back. Workers already started by a
+:func:`bnlib.workers.prestarted` block are used (and left to the block to end); otherwise the
+call starts its own and ends them before it returns. The parent computes each run's cache key
+once and hands the file path to the worker, which trains, writes the history and sends back
+its JSON text (serialised once).
 """
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
-import os
-import signal
-import sys
-import threading
-import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from bnlib import settings
+from bnlib import settings, workers as worker_processes
 from bnlib.probes import StepProbe
 from bnlib.training import store
 from bnlib.training.config import EpochRecord, History, RunConfig
 
 __all__ = ["run_many"]
 
-#: prctl(2) option asking for a signal when the parent process dies (linux/prctl.h).
-PR_SET_PDEATHSIG = 1
-
-_progress_queue = None
-
-
-def _end_with_parent(parent: int) -> None:
-    """Make this process end when process ``parent`` (its parent) ends, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
-            if os.getppid() != parent:  # the parent died before the request took effect
-                os._exit(1)
-            return
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-
-
-def _watch_parent(parent: int, every: float = 0.5) -> None:
-    """Exit this process as soon as it is no longer ``parent``'s child (checked every
-    ``every`` seconds)."""
-    while os.getppid() == parent:
-        time.sleep(every)
-    os._exit(1)
-
-
-@contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """SIGINT held back in this thread meanwhile (delivered afterwards): processes started
-    meanwhile inherit the blocked signal, so a Ctrl-C never reaches them."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
-
-
-def _init_worker(queue, parent: int) -> None:
-    """Worker start-up: end with the parent, leave Ctrl-C to it, keep the progress queue (each
-    run then takes one torch thread)."""
-    global _progress_queue
-    _end_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _progress_queue = queue
-
 
 def _run_in_worker(config: RunConfig, probes: Sequence[StepProbe], path: Path | None) -> str:
     def tick(record: EpochRecord) -> None:
-        if _progress_queue is not None:
-            _progress_queue.put(1)
+        if worker_processes.progress_queue is not None:
+            worker_processes.progress_queue.put(1)
 
     return store.train_and_store(config, probes, path, progress=False, threads=1, on_epoch=tick)[1]
 
@@ -167,11 +109,11 @@ class _Runs:
             while self.waiting:
                 self.train_here(self.waiting.popleft())
             return
-        context = multiprocessing.get_context("spawn")
-        self.queue = context.SimpleQueue() if self.bar is not None else None
-        self.slots = workers - 1
-        self.pool = ProcessPoolExecutor(self.slots, mp_context=context, initializer=_init_worker,
-                                        initargs=(self.queue, os.getpid()))
+        pool = worker_processes.current()
+        own = pool is None
+        if own:
+            pool = worker_processes.start(workers - 1)
+        self.pool, self.queue, self.slots = pool.executor, pool.queue, min(pool.size, workers - 1)
         try:
             self.hand_out()
             while self.waiting:  # the workers are busy: train the next run here
@@ -179,18 +121,18 @@ class _Runs:
             while self.running:
                 self.collect(timeout=0.5)
         except BaseException:  # Ctrl-C or a failed run: end the workers now, not after their runs
-            for process in list(getattr(self.pool, "_processes", {}).values()):
-                process.terminate()
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            worker_processes.stop(pool)
             raise
-        self.pool.shutdown(wait=True)
-        self.drain()  # the last epochs reported before their run's end
+        finally:
+            self.drain()  # the last epochs reported before their run's end
+        if own:
+            worker_processes.stop(pool)  # idle now: no need to wait for them to exit
 
     def hand_out(self) -> None:
         """Give waiting runs (from the front) to idle workers, one each."""
         while self.waiting and len(self.running) < self.slots:
             i = self.waiting.popleft()
-            with _sigint_blocked():  # submit starts the worker process if none is idle
+            with worker_processes.sigint_blocked():  # submit may start a worker process
                 future = self.pool.submit(_run_in_worker, self.configs[i], self.probe_lists[i],
                                           self.paths[i])
             self.running[future] = i
@@ -206,10 +148,12 @@ class _Runs:
             self.hand_out()
 
     def drain(self) -> None:
-        """Move the epochs the workers reported onto the bar."""
+        """Move the epochs the workers reported onto the bar (emptying the queue even without
+        a bar, so that no worker ever waits on a full pipe)."""
         while self.queue is not None and not self.queue.empty():
             self.queue.get()
-            self.bar.update(1)
+            if self.bar is not None:
+                self.bar.update(1)
 
     def train_here(self, i: int) -> None:
         """Train run ``i`` in this process; between its epochs, keep the workers supplied."""
