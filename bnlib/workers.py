@@ -32,6 +32,8 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from bnlib import allocator
+
 __all__ = ["Pool", "current", "prestarted", "start", "stop"]
 
 #: prctl(2) option asking for a signal when the parent process dies (linux/prctl.h).
@@ -87,12 +89,14 @@ def sigint_blocked() -> Iterator[None]:
 
 
 def _init_worker(queue, parent: int) -> None:
-    """Worker start-up: end with the parent, leave Ctrl-C to it, keep the progress queue, then
-    import the training code and load the digits, so the first run starts training at once."""
+    """Worker start-up: end with the parent, leave Ctrl-C to it, keep the progress queue, keep
+    freed memory (:mod:`bnlib.allocator`), then import the training code and load the digits,
+    so the first run starts training at once."""
     global progress_queue
     _end_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     progress_queue = queue
+    allocator.keep_freed_memory()
     from bnlib import data
     from bnlib.training import parallel  # noqa: F401  (torch and the loop)
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib import training
+from bnlib import training, workers
 from bnlib.models import ARTICLE_TRACKED_WEIGHTS
 from bnlib.settings import torch_threads
-from bnlib.training import History, RunConfig, code, engine, files, parallel, store
+from bnlib.training import History, RunConfig, code, engine, files, store
 
 TINY = RunConfig(
     model_kwargs={"batch_norm": True}, epochs=2, batch_size=32, train_subset=96, test_subset=100,
@@ -265,7 +265,10 @@ def test_run_many_refuses_a_bad_worker_count(cache_dir):
 def test_run_many_takes_its_worker_count_from_the_environment(cache_dir, monkeypatch):
     # one worker: the runs go one after another in this process, with no process pool
     monkeypatch.setenv("BNLIB_WORKERS", "1")
-    monkeypatch.setattr(parallel, "ProcessPoolExecutor", None)  # would fail if a pool were made
+    def no_pool(size):
+        raise AssertionError(f"a pool of {size} worker(s) was started")
+
+    monkeypatch.setattr(workers, "start", no_pool)
     histories = training.run_many([TINY.replace(seed=s) for s in (1, 2)], progress=False)
     assert [h.config.seed for h in histories] == [1, 2]
 
