@@ -14,7 +14,7 @@ Each setting: ``--pairs`` interleaved pairs (plain, command; command, plain; ...
 untimed pair, the per-pair ratio's median and its spread (min, max), with the machine's load
 averages before and after and the processor (:func:`bnlib.timing.processor`).
 
-Usage: python benchmarks/command_line.py [--pairs 3] [--warmup 1] [--settings two_epochs start_up]
+Usage: python benchmarks/command_line.py [--pairs 5] [--warmup 1] [--settings two_epochs start_up]
        [--json out.json]
 """
 
@@ -87,7 +87,7 @@ def measure(name: str, pairs: int, warmup: int = 1) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=3, help="timed pairs per setting (median)")
+    parser.add_argument("--pairs", type=int, default=5, help="timed pairs per setting (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed pairs first, per setting")
     parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")

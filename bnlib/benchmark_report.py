@@ -13,8 +13,15 @@ from typing import Any
 
 from bnlib.tables import Table, table
 
-__all__ = ["fold_rows", "fold_table", "layer_rows", "layer_table", "lookup", "machine",
-           "training_rows", "training_sentence", "training_table"]
+__all__ = ["command_line_rows", "command_line_table", "fold_rows", "fold_table", "layer_rows",
+           "layer_table", "lookup", "machine", "processor", "training_rows", "training_sentence",
+           "training_table"]
+
+#: ``benchmarks/command_line.py``'s settings, in words.
+COMMAND_LINE_SETTINGS = {
+    "two_epochs": "2 epochs, 17,000 images",
+    "start_up": "1 epoch, 2,000 images",
+}
 
 
 def lookup(result: Mapping | None, *keys: str | int) -> Any:
@@ -32,9 +39,24 @@ def _present(row: Mapping[str, Any]) -> dict:
     return {column: value for column, value in row.items() if value is not None}
 
 
+def processor(result: Mapping | None) -> str | None:
+    """``"AMD EPYC (family 26, model 2, stepping 1), torch kernels AVX512"``, as far as
+    recorded (:func:`bnlib.timing.processor`), else ``None``."""
+    name = lookup(result, "processor", "model_name")
+    numbers = [f"{key} {value}" for key in ("family", "model", "stepping")
+               for value in [lookup(result, "processor", key)] if value is not None]
+    capability = lookup(result, "processor", "torch_cpu_capability")
+    if not (name or numbers):
+        return None
+    text = " ".join([name or "processor", f"({', '.join(numbers)})" if numbers else ""]).strip()
+    return f"{text}, torch kernels {capability}" if capability else text
+
+
 def machine(result: Mapping | None) -> str:
-    """``"torch 2.13.0+cpu, 2 CPUs, load 1.5 before and 1.6 after"``, as far as recorded."""
-    parts = [f"torch {v}" for v in [lookup(result, "torch")] if v]
+    """``"AMD EPYC (family 26, model 2, stepping 1), torch kernels AVX512, torch 2.13.0+cpu,
+    2 CPUs, load 1.5 before and 1.6 after"``, as far as recorded."""
+    parts = [v for v in [processor(result)] if v]
+    parts += [f"torch {v}" for v in [lookup(result, "torch")] if v]
     parts += [f"{v} CPUs" for v in [lookup(result, "cpus")] if v]
     before = _first_present(result, ("load_average_before", 0), ("load_before", 0))
     after = _first_present(result, ("load_average_after", 0), ("load_after", 0))
@@ -83,6 +105,24 @@ def training_rows(result: Mapping | None) -> list[dict]:
         "plain of peak": lookup(run, "plain_fraction_of_peak"),
         "bnlib of peak": lookup(run, "bnlib_fraction_of_peak"),
     }) for name, run in (lookup(result, "one_run") or {}).items()]
+
+
+def command_line_rows(result: Mapping | None) -> list[dict]:
+    """``benchmarks/command_line.py``, per setting: the whole-process wall time (median) of the
+    plain loop and of ``python -m bnlib.experiment``, and the median per pair of the plain
+    loop's time over the command's, with its lowest (``low``) and highest (``high``)."""
+    rows = []
+    for name, setting in (lookup(result, "settings") or {}).items():
+        spread = lookup(setting, "speedup_spread") or [None, None]
+        rows.append(_present({
+            "setting": COMMAND_LINE_SETTINGS.get(name, name),
+            "pairs": lookup(setting, "pairs"),
+            "plain s": lookup(setting, "plain_median_seconds"),
+            "command s": lookup(setting, "command_median_seconds"),
+            "plain/command": lookup(setting, "speedup"),
+            "low": spread[0], "high": spread[1],
+        }))
+    return rows
 
 
 def _table(title: str, result: Mapping | None, rows: list[dict], formats: dict,
@@ -155,3 +195,15 @@ def training_sentence(result: Mapping | None, model: str = "with_bn") -> str:
         sentences.append(f"Its arithmetic ran at {share:.0%} of the speed of a large matrix "
                          f"product on the same core{of}.")
     return " ".join(s for s in sentences if s)
+
+
+def command_line_table(result: Mapping | None) -> Table:
+    """:func:`command_line_rows` as a table with its title and machine."""
+    formats = {"setting": "", "pairs": "d", "plain s": ".1f", "command s": ".1f",
+               "plain/command": ".2f", "low": ".2f", "high": ".2f"}
+    notes = ("Whole processes, start-up and writing the results included, timed in "
+             "interleaved pairs: the median wall times in seconds, and the median, lowest and "
+             "highest per pair of the plain loop's time over the command's (above 1, the "
+             "command is faster).",)
+    return _table("The command line against the plain loop it replaces", result,
+                  command_line_rows(result), formats, notes)

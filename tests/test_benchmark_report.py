@@ -56,9 +56,13 @@ def test_rows_leave_missing_cells_out():
         {"threads": 1, "shape": "32x16x8x8"}]
     assert report.fold_rows({"results": [{"batch_size": 1, "speedup": 1.2}]}) == [
         {"batch": 1, "speed-up": 1.2}]
-    for rows in (report.layer_rows, report.fold_rows, report.training_rows):
+    assert report.command_line_rows({"settings": {"start_up": {"speedup": 0.9}}}) == [
+        {"setting": "1 epoch, 2,000 images", "plain/command": 0.9}]
+    for rows in (report.layer_rows, report.fold_rows, report.training_rows,
+                 report.command_line_rows):
         assert rows(None) == []
-    for render in (report.layer_table, report.fold_table, report.training_table):
+    for render in (report.layer_table, report.fold_table, report.training_table,
+                   report.command_line_table):
         empty = render(None)
         assert empty.cells == [] and empty.caption
         assert empty.notes == ["not measured yet (make bench measures it)."]
@@ -74,23 +78,40 @@ def test_tables_say_the_machine_below_the_rows():
     assert t.notes == ["Measured on torch 2.13."]
 
 
+def test_the_command_line_table_gives_medians_and_the_spread_per_setting():
+    result = {"settings": {"two_epochs": {
+        "pairs": 5, "plain_median_seconds": 22.31, "command_median_seconds": 16.84,
+        "speedup": 1.3834, "speedup_spread": [1.296, 1.566]}}}
+    t = report.command_line_table(result)
+    assert t.header == ["setting", "pairs", "plain s", "command s", "plain/command", "low",
+                        "high"]
+    assert t.cells == [["2 epochs, 17,000 images", "5", "22.3", "16.8", "1.38", "1.30", "1.57"]]
+
+
 def test_machine():
     assert report.machine({"torch": "2.13", "cpus": 2, "load_before": [1.3],
                            "load_after": [1.5]}) == (
         "torch 2.13, 2 CPUs, load 1.3 before and 1.5 after")
+    chip = {"processor": {"model_name": "AMD EPYC", "family": "26", "model": "2",
+                          "stepping": "1", "torch_cpu_capability": "AVX512"}}
+    assert report.machine(chip) == (
+        "AMD EPYC (family 26, model 2, stepping 1), torch kernels AVX512")
+    assert report.processor({"processor": {"family": "6"}}) == "processor (family 6)"
+    assert report.processor({"processor": {}}) is None
     assert report.machine({"load_average_before": [2.0, 1.0], "load_average_after": [3.0]}) == (
         "load 2.0 before and 3.0 after")
     assert report.machine(None) == "machine not recorded"
 
 
-@pytest.mark.parametrize("name", ["layers", "train_speed", "fold_speed"])
+@pytest.mark.parametrize("name", ["layers", "train_speed", "fold_speed", "command_line"])
 def test_the_recorded_results_render(name):
     result = benchmark_result(name)
     for render in (report.layer_table, report.fold_table, report.training_table,
-                   report.training_sentence):
+                   report.command_line_table, report.training_sentence):
         text = str(render(result))
         assert max(len(line) for line in text.splitlines()) <= 79 or render is (
             report.training_sentence)
-    for render in (report.layer_table, report.fold_table, report.training_table):
+    for render in (report.layer_table, report.fold_table, report.training_table,
+                   report.command_line_table):
         page = render(result)._repr_html_()  # what the API page shows
         assert page.startswith('<table class="bnlib-table"><caption>')
