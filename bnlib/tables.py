@@ -23,6 +23,7 @@ place it inside a MyST ``{table}`` directive::
 from __future__ import annotations
 
 import html
+import math
 import numbers
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -115,6 +116,7 @@ def table(
     headers: Mapping[str, str] | None = None,
     caption: str = "",
     notes: Sequence[str] = (),
+    missing: Mapping[str, str] | None = None,
 ) -> Table:
     """A :class:`Table` of ``rows`` with the columns of ``formats`` (column -> format spec).
 
@@ -124,17 +126,22 @@ def table(
             a number that rounds to zero shows no sign (:func:`bnlib.prose.number`).
         headers: column key -> title shown (default: the key, ``_`` as spaces).
         caption, notes: a title above the table and sentences below it (:class:`Table`).
+        missing: column key -> what a NaN in that column shows instead of ``nan`` (say,
+            ``"one seed"`` for a spread over a single seed).
     """
-    headers = dict(headers or {})
+    headers, missing = dict(headers or {}), dict(missing or {})
     header = [headers.get(c, c.replace("_", " ")) for c in formats]
-    cells = [[_cell(row[c], f) if c in row else "" for c, f in formats.items()] for row in rows]
+    cells = [[_cell(row[c], f, missing.get(c)) if c in row else "" for c, f in formats.items()]
+             for row in rows]
     return Table(header, cells, caption=caption, notes=notes)
 
 
-def _cell(value: Any, spec: str) -> str:
-    """A number through :func:`bnlib.prose.number` (a rounded zero has no sign); anything else
-    through ``format``."""
+def _cell(value: Any, spec: str, missing: str | None = None) -> str:
+    """A number through :func:`bnlib.prose.number` (a rounded zero has no sign; a NaN shows
+    ``missing`` when given); anything else through ``format``."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if missing is not None and math.isnan(value):
+            return missing
         return number(value, spec)
     return format(value, spec)
 

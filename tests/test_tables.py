@@ -159,3 +159,10 @@ def test_a_number_that_rounds_to_zero_shows_no_sign():
     rows = [{"change": -0.0004, "count": -3, "name": "-0.0"}, {"change": 0.012}]
     t = table(rows, {"change": "+.1%", "count": "d", "name": ""})
     assert t.cells == [["0.0%", "-3", "-0.0"], ["+1.2%", "", ""]]  # text stays as it is
+
+
+def test_a_nan_shows_the_column_s_missing_text_and_only_there():
+    rows = [{"mean": 0.0285, "sd": float("nan"), "other": float("nan")}]
+    t = table(rows, {"mean": ".2%", "sd": ".2%", "other": ".2%"}, missing={"sd": "one seed"})
+    assert t.cells == [["2.85%", "one seed", "nan%"]]
+    assert table([{"sd": 0.0012}], {"sd": ".2%"}, missing={"sd": "one seed"}).cells == [["0.12%"]]
