@@ -7,7 +7,7 @@ calling process has imported torch itself, so the two imports overlap; ``run_man
 inside the block use those workers, and the block ends them when it exits. This module imports
 only the standard library, so a command can enter the block before its own heavy imports::
 
-    with bnlib.workers.prestarted(1):
+    with bnlib.workers.prestarted(1, preload=["bnlib.training.parallel"]):
         from bnlib.experiments.hindi_digits import run_comparison  # imports torch
         results = run_comparison(...)
 
@@ -21,13 +21,14 @@ leaves no worker behind; elsewhere a thread in each worker watches its parent.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -88,34 +89,33 @@ def sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
-def _init_worker(queue, parent: int) -> None:
+def _init_worker(queue, parent: int, preload: Sequence[str]) -> None:
     """Worker start-up: end with the parent, leave Ctrl-C to it, keep the progress queue, keep
-    freed memory (:mod:`bnlib.allocator`), then import the training code and load the digits,
-    so the first run starts training at once."""
+    freed memory (:mod:`bnlib.allocator`), then import the modules ``preload`` names, so the
+    first task starts at once."""
     global progress_queue
     _end_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     progress_queue = queue
     allocator.keep_freed_memory()
-    from bnlib import data
-    from bnlib.training import parallel  # noqa: F401  (torch and the loop)
-
-    data.load_hindi_digits("train")
-    data.load_hindi_digits("test")
+    for name in preload:
+        importlib.import_module(name)
 
 
 def _ready() -> None:
     """The task that makes a worker start (it returns once the worker's start-up is done)."""
 
 
-def start(size: int) -> Pool:
-    """Spawn ``size`` workers now (each starts up in the background) and return them."""
+def start(size: int, preload: Sequence[str] = ()) -> Pool:
+    """Spawn ``size`` workers now and return them. Each starts up in the background and
+    imports the modules named in ``preload`` (say, the code its tasks run: this module knows
+    nothing of them), so that its first task starts at once."""
     if size < 1:
         raise ValueError(f"a pool needs at least one worker, got {size}")
     context = multiprocessing.get_context("spawn")
     queue = context.SimpleQueue()
     executor = ProcessPoolExecutor(size, mp_context=context, initializer=_init_worker,
-                                   initargs=(queue, os.getpid()))
+                                   initargs=(queue, os.getpid(), tuple(preload)))
     with sigint_blocked():  # a spawned executor starts one process per submitted task
         for _ in range(size):
             executor.submit(_ready)
@@ -137,14 +137,15 @@ def current() -> Pool | None:
 
 
 @contextmanager
-def prestarted(size: int) -> Iterator[Pool | None]:
-    """Start ``size`` workers now for the ``run_many`` calls inside the block; end them when it
-    exits (they are idle by then). ``size`` 0 starts none (runs train in the caller)."""
+def prestarted(size: int, preload: Sequence[str] = ()) -> Iterator[Pool | None]:
+    """Start ``size`` workers now (as :func:`start`) for the ``run_many`` calls inside the
+    block; end them when it exits (they are idle by then). ``size`` 0 starts none (runs train
+    in the caller)."""
     global _current
     if size < 1:
         yield None
         return
-    outer, _current = _current, start(size)
+    outer, _current = _current, start(size, preload)
     try:
         yield _current
     finally:

@@ -76,3 +76,10 @@ def test_the_command_line_imports_no_torch_before_it_starts_its_workers():
     code = "import sys, bnlib.experiment; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_command_line_preloads_the_module_its_workers_run():
+    from bnlib import experiment
+    from bnlib.training import parallel
+
+    assert experiment.RUNS_IN_WORKERS == parallel._run_in_worker.__module__

@@ -112,7 +112,7 @@ class _Runs:
         pool = worker_processes.current()
         own = pool is None
         if own:
-            pool = worker_processes.start(workers - 1)
+            pool = worker_processes.start(workers - 1, preload=[__name__])
         self.pool, self.queue, self.slots = pool.executor, pool.queue, min(pool.size, workers - 1)
         try:
             self.hand_out()
