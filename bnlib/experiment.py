@@ -32,8 +32,9 @@ from bnlib.experiments.article_settings import ARTICLE
 if TYPE_CHECKING:
     from bnlib.training import History
 
-#: The module whose code the workers run (imported by name in each worker as it starts).
-RUNS_IN_WORKERS = "bnlib.training.parallel"
+#: What the workers preload as they start (``bnlib.training.parallel.PRELOAD``, named here
+#: so that this module does not import torch before it starts them).
+WORKER_PRELOAD = ("bnlib.training.parallel:warm_up",)
 
 __all__ = ["CSV_COLUMNS", "INTERRUPTED", "build_parser", "main", "write_csv", "write_figures"]
 
@@ -195,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The workers import torch and load the digits while this process does the same; if
         # every run is found in the cache they are ended unused.
-        with workers.prestarted(_worker_count(args) - 1, preload=[RUNS_IN_WORKERS]):
+        with workers.prestarted(_worker_count(args) - 1, preload=WORKER_PRELOAD):
             if "matplotlib.pyplot" not in sys.modules:
                 import matplotlib
 

@@ -7,7 +7,7 @@ calling process has imported torch itself, so the two imports overlap; ``run_man
 inside the block use those workers, and the block ends them when it exits. This module imports
 only the standard library, so a command can enter the block before its own heavy imports::
 
-    with bnlib.workers.prestarted(1, preload=["bnlib.training.parallel"]):
+    with bnlib.workers.prestarted(1, preload=["bnlib.training.parallel:warm_up"]):
         from bnlib.experiments.hindi_digits import run_comparison  # imports torch
         results = run_comparison(...)
 
@@ -91,15 +91,18 @@ def sigint_blocked() -> Iterator[None]:
 
 def _init_worker(queue, parent: int, preload: Sequence[str]) -> None:
     """Worker start-up: end with the parent, leave Ctrl-C to it, keep the progress queue, keep
-    freed memory (:mod:`bnlib.allocator`), then import the modules ``preload`` names, so the
-    first task starts at once."""
+    freed memory (:mod:`bnlib.allocator`), then import what ``preload`` names (and call it,
+    for a ``"module:function"``), so the first task starts at once."""
     global progress_queue
     _end_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     progress_queue = queue
     allocator.keep_freed_memory()
     for name in preload:
-        importlib.import_module(name)
+        module, _, function = name.partition(":")
+        loaded = importlib.import_module(module)
+        if function:
+            getattr(loaded, function)()
 
 
 def _ready() -> None:
@@ -109,7 +112,8 @@ def _ready() -> None:
 def start(size: int, preload: Sequence[str] = ()) -> Pool:
     """Spawn ``size`` workers now and return them. Each starts up in the background and
     imports the modules named in ``preload`` (say, the code its tasks run: this module knows
-    nothing of them), so that its first task starts at once."""
+    nothing of them), calling ``function`` for an entry ``"module:function"`` (say, to load
+    data), so that its first task starts at once."""
     if size < 1:
         raise ValueError(f"a pool needs at least one worker, got {size}")
     context = multiprocessing.get_context("spawn")

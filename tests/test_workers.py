@@ -78,8 +78,29 @@ def test_the_command_line_imports_no_torch_before_it_starts_its_workers():
     assert out.stdout.strip() == "False"
 
 
-def test_the_command_line_preloads_the_module_its_workers_run():
+def test_the_command_line_preloads_what_run_many_s_own_workers_preload():
     from bnlib import experiment
     from bnlib.training import parallel
 
-    assert experiment.RUNS_IN_WORKERS == parallel._run_in_worker.__module__
+    assert experiment.WORKER_PRELOAD == parallel.PRELOAD
+    assert parallel.PRELOAD[0].split(":")[0] == parallel._run_in_worker.__module__
+
+
+def test_a_preloaded_function_runs_in_each_worker_as_it_starts():
+    pool = workers.start(1, preload=["bnlib.training.parallel:warm_up"])
+    cached = "__import__('bnlib.data').data._cached_npz.cache_info().currsize"
+    try:  # the digits are in the worker's cache before its first task: both splits
+        assert pool.executor.submit(eval, cached).result(timeout=120) == 2
+    finally:
+        workers.stop(pool)
+
+
+def test_a_preload_that_fails_breaks_the_pool_rather_than_passing_unseen():
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = workers.start(1, preload=["bnlib.no_such_module"])
+    try:
+        with pytest.raises(BrokenProcessPool):
+            pool.executor.submit(int, "1").result(timeout=120)
+    finally:
+        workers.stop(pool)

@@ -19,12 +19,24 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
+from bnlib import data as bnlib_data
 from bnlib import settings, workers as worker_processes
 from bnlib.probes import StepProbe
 from bnlib.training import store
 from bnlib.training.config import EpochRecord, History, RunConfig
 
-__all__ = ["run_many"]
+__all__ = ["PRELOAD", "run_many", "warm_up"]
+
+
+def warm_up() -> None:
+    """What a worker does as it starts (named in :data:`PRELOAD`): load the digits into this
+    process's cache, so that its first run starts training at once."""
+    bnlib_data.load_hindi_digits("train")
+    bnlib_data.load_hindi_digits("test")
+
+
+#: What each worker of :func:`run_many` preloads (:func:`bnlib.workers.start`).
+PRELOAD = (f"{__name__}:warm_up",)
 
 
 def _run_in_worker(config: RunConfig, probes: Sequence[StepProbe], path: Path | None) -> str:
@@ -112,7 +124,7 @@ class _Runs:
         pool = worker_processes.current()
         own = pool is None
         if own:
-            pool = worker_processes.start(workers - 1, preload=[__name__])
+            pool = worker_processes.start(workers - 1, preload=PRELOAD)
         self.pool, self.queue, self.slots = pool.executor, pool.queue, min(pool.size, workers - 1)
         try:
             self.hand_out()
