@@ -8,9 +8,9 @@ faults the same pages in again, each zeroed by the kernel. :func:`keep_freed_mem
 threshold at its largest value (32 MiB on 64-bit Linux) and trims only above 1 GiB, so the
 pages stay with the process. Only where memory comes from changes, never a computed number
 (torch aligns every CPU tensor to 64 bytes either way; ``tests/test_allocator.py`` checks that a
-run's history is bit-identical). ``benchmarks/command_line.py`` measures the effect as part of
-the command; on the 2-core machine of the book, one epoch of the article's network with BN
-trained about 10% faster with it, with the same peak memory to within a few percent.
+run's history is bit-identical, and that a step of the article's network with BN no longer
+faults its pages in again). ``benchmarks/command_line.py`` times the command with it; the
+peak memory stays that of the largest step, which the process holds either way.
 
 The processes bnlib starts and owns call it: the command line (:mod:`bnlib.experiment`) and
 the workers of :func:`bnlib.training.run_many`. A notebook's kernel is left as it is. Elsewhere

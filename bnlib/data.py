@@ -21,7 +21,6 @@ import hashlib
 import importlib.resources
 import os
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
