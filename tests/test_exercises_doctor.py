@@ -43,12 +43,20 @@ def test_a_correct_solution_passes(check, solution):
 
 
 
-MOMENTUM_ANSWERS = {
-    MOMENTUM_MISTAKES[0].name: lambda m, k: m / k,
-    MOMENTUM_MISTAKES[1].name: lambda m, k: 1 - (1 - m) ** k,
-    MOMENTUM_MISTAKES[2].name: lambda m, k: m ** (1 / k),
-    MOMENTUM_MISTAKES[3].name: lambda m, k: m,
+MOMENTUM_ANSWERS = {  # written out here, named as the checker names them
+    "the momentum divided by k": lambda m, k: m / k,
+    "the momentum left as it is": lambda m, k: m,
+    "the k-th root of the momentum": lambda m, k: m ** (1 / k),
+    "the k-th root of what is kept, not of what is taken": lambda m, k: (1 - m) ** (1 / k),
+    "the decay raised to the power k instead of 1/k": lambda m, k: 1 - (1 - m) ** k,
 }
+
+
+def test_chapters_07_and_08_name_the_same_momentum_mistakes():
+    from bnlib.exercises.distributed import MOMENTUM_MISTAKES as CHAPTER_07
+
+    assert [m.name for m in MOMENTUM_MISTAKES] == [m.name for m in CHAPTER_07]
+    assert set(MOMENTUM_ANSWERS) == {m.name for m in MOMENTUM_MISTAKES}
 MODE_ANSWERS = {
     MODE_MISTAKES[0].name: lambda t, k, b: (t, t and k and b),
     MODE_MISTAKES[1].name: lambda t, k, b: (t and k or not b, t and k and b),

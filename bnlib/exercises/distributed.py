@@ -105,13 +105,16 @@ def _decay_matched(momentum: float, k: int) -> float:
     return (low + high) / 2
 
 
-#: Typical mistakes of the per-update momentum.
+#: Typical mistakes of the per-update momentum, as answers ``(momentum, k) -> m_k``. Chapter
+#: 08 asks for the same function (checkpointing: k = 2) and names the same mistakes
+#: (:data:`bnlib.exercises.doctor.MOMENTUM_MISTAKES` judges them by their effect).
 MOMENTUM_MISTAKES = (
     Mistake("the momentum divided by k", lambda m, k: m / k),
     Mistake("the momentum left as it is", lambda m, k: m),
     Mistake("the k-th root of the momentum", lambda m, k: m ** (1 / k)),
     Mistake("the k-th root of what is kept, not of what is taken",
             lambda m, k: (1 - m) ** (1 / k)),
+    Mistake("the decay raised to the power k instead of 1/k", lambda m, k: 1 - (1 - m) ** k),
 )
 
 

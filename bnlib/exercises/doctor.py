@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bnlib.exercises import distributed as per_update
 from bnlib.exercises.checking import Case, Mistake, Verdict, check_answers
 
 __all__ = ["MODE_MISTAKES", "MOMENTUM_MISTAKES", "RECALIBRATION_MISTAKES",
@@ -35,14 +36,10 @@ def _effect(answer):
     return stored
 
 
-#: Typical mistakes for ``my_momentum(momentum, updates)``.
-MOMENTUM_MISTAKES = (
-    Mistake("the momentum split evenly, m / k", _effect(lambda m, k: m / k)),
-    Mistake("the decay raised to the power k instead of 1/k, 1 - (1 - m) ** k",
-            _effect(lambda m, k: 1 - (1 - m) ** k)),
-    Mistake("the momentum itself raised to 1/k, m ** (1 / k)", _effect(lambda m, k: m ** (1 / k))),
-    Mistake("the momentum unchanged", _effect(lambda m, k: m)),
-)
+#: Typical mistakes for ``my_momentum(momentum, updates)``: chapter 07's
+#: (:data:`bnlib.exercises.distributed.MOMENTUM_MISTAKES`), judged by what torch stores.
+MOMENTUM_MISTAKES = tuple(Mistake(mistake.name, _effect(mistake.answer))
+                          for mistake in per_update.MOMENTUM_MISTAKES)
 
 
 def check_momentum_for_updates(answer) -> Verdict:
