@@ -4,8 +4,14 @@ a sentence of the book needs, and each branch is tested with a synthetic outcome
 from __future__ import annotations
 
 import math
+import re
 
-__all__ = ["comparison", "count_of", "number"]
+__all__ = ["comparison", "count_of", "number", "unsigned_zero"]
+
+
+#: A number as ``format`` prints it: a sign, digits with optional thousands separators and a
+#: fraction, an optional exponent, an optional percent sign.
+_FORMATTED_NUMBER = re.compile(r"^[+\- ]?\d[\d,]*(\.\d*)?([eE][+-]?\d+)?%?$")
 
 
 def number(value: float, spec: str = "") -> str:
@@ -21,6 +27,16 @@ def number(value: float, spec: str = "") -> str:
     if math.isnan(value):
         return text.lstrip("+- ")
     if math.isinf(value):
+        return text
+    return unsigned_zero(text)
+
+
+def unsigned_zero(text: str) -> str:
+    """``text``, a formatted number, without its sign if it shows a zero: ``"-0.0%"`` and
+    ``"+0.000"`` become ``"0.0%"`` and ``"0.000"``; ``"-0.01"``, ``"-1e-05"`` and words stay as
+    they are. The rule of :func:`number`, for numbers formatted elsewhere (the book's
+    ``{glue:text}`` roles: ``_ext/glued_numbers.py``)."""
+    if not _FORMATTED_NUMBER.match(text):
         return text
     mantissa = text.lower().split("e")[0]
     if text[:1] in "+- " and not any(digit in mantissa for digit in "123456789"):

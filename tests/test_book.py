@@ -29,6 +29,9 @@ def test_no_error_output_or_traceback(built_book, page):
     # An unresolved role shows as raw text in the prose; the API page may show one as code.
     prose = re.sub(r"<(pre|code)\b.*?</\1>", "", text, flags=re.S)
     assert not re.search(r"\{glue:[a-z]+\}", prose), f"{page} has an unresolved glue role"
+    # A glued number that rounds to zero has no sign (_ext/glued_numbers.py).
+    signed_zeros = re.findall(r'class="pasted-text">([+-][0.,]+(?:e[+-]?\d+)?%?)<', text)
+    assert not signed_zeros, f"{page} shows signed zeros: {signed_zeros}"
 
 
 def test_toc_lists_the_chapters():

@@ -96,3 +96,13 @@ def test_listed_joins_items_for_a_sentence():
     assert prose.listed([1, 2.5]) == "1 and 2.5"
     with pytest.raises(ValueError):
         prose.listed([])
+
+
+@pytest.mark.parametrize("text,unsigned", [
+    ("-0.000", "0.000"), ("+0.0%", "0.0%"), ("-0", "0"), ("-0.0e+00", "0.0e+00"),
+    ("-0,000", "0,000"),
+    ("-0.001", "-0.001"), ("+1.5", "+1.5"), ("-1e-05", "-1e-05"),  # not zeros
+    ("-", "-"), ("-0.0 points", "-0.0 points"), ("BN", "BN"), ("", ""),  # not numbers
+])
+def test_unsigned_zero_strips_the_sign_of_a_formatted_zero_only(text, unsigned):
+    assert prose.unsigned_zero(text) == unsigned
