@@ -11,6 +11,7 @@ import pytest
 import _distributed_workers as workers
 from bnlib.distributed import launch
 from bnlib.experiments import distributed as experiment
+from bnlib.experiments import distributed_verdicts as verdicts
 from bnlib.experiments import variants
 from bnlib.running import momentum_for_updates
 from bnlib.seeds import summarize
@@ -52,18 +53,18 @@ def test_statistics_gap_by_hand():
 def test_agreement_phrase_branches():
     one = summarize([0.05])
     two = summarize([0.05, 0.07])  # sd 0.0141
-    assert "one seed" in experiment.agreement_phrase(0.001, one)
-    assert "within the spread" in experiment.agreement_phrase(-0.01, two)
-    assert "more than the spread" in experiment.agreement_phrase(0.02, two)
-    assert experiment.agreement_phrase(0.02, two).startswith("differ by 2.00 percentage")
+    assert "one seed" in verdicts.agreement_phrase(0.001, one)
+    assert "within the spread" in verdicts.agreement_phrase(-0.01, two)
+    assert "more than the spread" in verdicts.agreement_phrase(0.02, two)
+    assert verdicts.agreement_phrase(0.02, two).startswith("differ by 2.00 percentage")
 
 
 def test_ranks_and_closer_phrases():
-    assert experiment.ranks_phrase(0.0) == "agree exactly"
-    assert experiment.ranks_phrase(0.031).startswith("disagree, by up to 3.1%")
-    assert experiment.closer_phrase(0.1, 0.2, "X").startswith("closer")
-    assert experiment.closer_phrase(0.3, 0.2, "X").startswith("farther")
-    assert experiment.closer_phrase(0.2, 0.2, "X").startswith("as close")
+    assert verdicts.ranks_phrase(0.0) == "agree exactly"
+    assert verdicts.ranks_phrase(0.031).startswith("disagree, by up to 3.1%")
+    assert verdicts.closer_phrase(0.1, 0.2, "X").startswith("closer")
+    assert verdicts.closer_phrase(0.3, 0.2, "X").startswith("farther")
+    assert verdicts.closer_phrase(0.2, 0.2, "X").startswith("as close")
 
 
 def _replica(error, var, population=None):
@@ -97,7 +98,7 @@ def synthetic_results() -> dict:
 
 
 def test_findings_on_synthetic_results():
-    found = experiment.findings(synthetic_results())
+    found = verdicts.findings(synthetic_results())
     assert found["seeds"] == 2 and found["steps"] == 10
     assert found["replica_2_ch04"] == pytest.approx(0.05 + 0.01 / 16)
     assert "within the spread" in found["replica_2_phrase"]
@@ -120,7 +121,7 @@ def test_findings_on_synthetic_results():
 
 
 def test_sweep_table_rows():
-    rows = experiment.sweep_table(synthetic_results())
+    rows = verdicts.sweep_table(synthetic_results())
     assert [r["replicas"] for r in rows] == [1, 2, 8, 16, 32]
     two = next(r for r in rows if r["replicas"] == 2)
     assert two["ddp_per_replica"] == 0.0506 and two["ddp_sync"] == 0.0504
@@ -151,26 +152,26 @@ def test_the_figure_has_labelled_axes():
 def experiment_figure():
     from bnlib import plots
 
-    return plots.replica_sweep(experiment.sweep_table(synthetic_results()))
+    return plots.replica_sweep(verdicts.sweep_table(synthetic_results()))
 
 
 def test_table_rows():
     results = synthetic_results()
-    cost = experiment.cost_rows(results)
+    cost = verdicts.cost_rows(results)
     assert [r["replicas"] for r in cost] == list(experiment.PAPER_REPLICAS)
     assert cost[0]["gathered_kb"] == 2 * 3 * 33 * 4 / 1e3
-    buffers = experiment.buffer_rows(results)
+    buffers = verdicts.buffer_rows(results)
     assert [r["replicas"].split(",")[0] for r in buffers] == ["agree exactly", "disagree",
                                                               "disagree"]
     assert buffers[1]["gap_high"] == pytest.approx(abs(1.5 / 1.1 - 1))
-    accumulation = experiment.accumulation_rows(results)
+    accumulation = verdicts.accumulation_rows(results)
     assert [r["updates"] for r in accumulation] == [10, 10, 10]
     assert accumulation[2]["momentum"] == pytest.approx(momentum_for_updates(0.1, 2))
     assert accumulation[1]["gap"] == pytest.approx(0.1)
 
 
 def test_confirmation_rows():
-    rows = experiment.confirmation_rows(synthetic_results())
+    rows = verdicts.confirmation_rows(synthetic_results())
     assert [(r["batch_norm"], r["normalisation_batch"]) for r in rows] == [
         ("per-replica", 16), ("SyncBatchNorm", 32)]
     assert rows[0]["ddp"] == 0.0506 and rows[0]["chapter_04"] == pytest.approx(0.05 + 0.01 / 16)

@@ -17,7 +17,7 @@ __all__ = ["replica_sweep"]
 def replica_sweep(rows: Sequence[Mapping[str, float | None]]) -> Figure:
     """Test error (%) against the replicas k sharing a global batch (log scale).
 
-    ``rows``: :func:`bnlib.experiments.distributed.sweep_table`'s (fractions): per-replica
+    ``rows``: :func:`bnlib.experiments.distributed_verdicts.sweep_table`'s (fractions): per-replica
     batch norm (chapter 04's ghost batches of 32 / k; mean over seeds, bars one sample standard
     deviation), SyncBatchNorm (the whole batch at every k), group norm, and the data-parallel
     confirmation runs (open markers) where they were trained.
