@@ -19,8 +19,8 @@ __all__ = ["command_line_rows", "command_line_table", "fold_rows", "fold_table",
 
 #: ``benchmarks/command_line.py``'s settings, in words.
 COMMAND_LINE_SETTINGS = {
-    "two_epochs": "2 epochs, 17,000 images",
-    "start_up": "1 epoch, 2,000 images",
+    "two_epochs": "2 epochs of 17,000",
+    "start_up": "1 epoch of 2,000",
 }
 
 
@@ -110,7 +110,8 @@ def training_rows(result: Mapping | None) -> list[dict]:
 def command_line_rows(result: Mapping | None) -> list[dict]:
     """``benchmarks/command_line.py``, per setting: the whole-process wall time (median) of the
     plain loop and of ``python -m bnlib.experiment``, and the median per pair of the plain
-    loop's time over the command's, with its lowest (``low``) and highest (``high``)."""
+    loop's time over the command's (``ratio``), with its lowest (``low``) and highest
+    (``high``)."""
     rows = []
     for name, setting in (lookup(result, "settings") or {}).items():
         spread = lookup(setting, "speedup_spread") or [None, None]
@@ -119,7 +120,7 @@ def command_line_rows(result: Mapping | None) -> list[dict]:
             "pairs": lookup(setting, "pairs"),
             "plain s": lookup(setting, "plain_median_seconds"),
             "command s": lookup(setting, "command_median_seconds"),
-            "plain/command": lookup(setting, "speedup"),
+            "ratio": lookup(setting, "speedup"),
             "low": spread[0], "high": spread[1],
         }))
     return rows
@@ -200,10 +201,11 @@ def training_sentence(result: Mapping | None, model: str = "with_bn") -> str:
 def command_line_table(result: Mapping | None) -> Table:
     """:func:`command_line_rows` as a table with its title and machine."""
     formats = {"setting": "", "pairs": "d", "plain s": ".1f", "command s": ".1f",
-               "plain/command": ".2f", "low": ".2f", "high": ".2f"}
-    notes = ("Whole processes, start-up and writing the results included, timed in "
-             "interleaved pairs: the median wall times in seconds, and the median, lowest and "
-             "highest per pair of the plain loop's time over the command's (above 1, the "
-             "command is faster).",)
+               "ratio": ".2f", "low": ".2f", "high": ".2f"}
+    notes = ("Settings: epochs over that many training images. Whole processes, start-up "
+             "and writing the results included, timed in "
+             "interleaved pairs: the median wall times in seconds, and (ratio, low, high) the "
+             "median, lowest and highest per pair of the plain loop's time over the command's "
+             "(above 1, the command is faster).",)
     return _table("The command line against the plain loop it replaces", result,
                   command_line_rows(result), formats, notes)
