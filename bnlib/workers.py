@@ -126,13 +126,12 @@ def start(size: int, preload: Sequence[str] = ()) -> Pool:
     return Pool(executor, queue, size)
 
 
-def stop(pool: Pool, wait_for_exit: bool = False) -> None:
-    """End ``pool``'s workers: at once (SIGTERM; for idle workers or after a failure), or let
-    them finish their tasks and exit when ``wait_for_exit``."""
-    if not wait_for_exit:
-        for process in list((getattr(pool.executor, "_processes", None) or {}).values()):
-            process.terminate()
-    pool.executor.shutdown(wait=True, cancel_futures=not wait_for_exit)
+def stop(pool: Pool) -> None:
+    """End ``pool``'s workers at once (SIGTERM): idle ones need not be waited for as their
+    interpreters exit, and after a failure their runs are not wanted."""
+    for process in list((getattr(pool.executor, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.executor.shutdown(wait=True, cancel_futures=True)
 
 
 def current() -> Pool | None:
